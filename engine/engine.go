@@ -1,0 +1,254 @@
+// Package engine decides assignment callbacks: callback parameters in, the first matching
+// rule's instruction out, as the synchronous JSON answer and as Reservations REST parameters.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"github.com/reservist/reservist/rules"
+)
+
+// Engine decides callbacks with one rule set. It is immutable and safe for concurrent use;
+// a reload builds a new Engine.
+type Engine struct {
+	set     *rules.Set
+	answers map[*rules.Action][]byte // precomputed answers of actions with only constant fields
+	vms     sync.Pool
+}
+
+// New prepares an engine for a parsed rule set.
+func New(set *rules.Set) *Engine {
+	e := &Engine{set: set, answers: map[*rules.Action][]byte{}}
+	e.vms.New = func() any { return new(vm.VM) }
+	for _, a := range set.Actions() {
+		if vals, ok := constantValues(a); ok {
+			e.answers[a] = encodeAnswer(a, vals)
+		}
+	}
+	return e
+}
+
+// Set returns the rules the engine decides with.
+func (e *Engine) Set() *rules.Set { return e.set }
+
+// Value is one evaluated `with` field.
+type Value struct {
+	Field *rules.Field
+	Value any // string, int, bool or []string
+}
+
+// RuleError is a `when` that failed at run time; the rule did not match.
+type RuleError struct {
+	Rule string
+	Err  error
+}
+
+// Step is one rule tried, for explain and the trace.
+type Step struct {
+	Rule   string `json:"rule"`
+	Result string `json:"result"` // "match", "no" or "error"
+	Error  string `json:"error,omitempty"`
+}
+
+// Results of a Step.
+const (
+	Matched = "match"
+	NoMatch = "no"
+	Failed  = "error"
+)
+
+// Decision is the outcome for one callback.
+type Decision struct {
+	Rule       string        // the matched rule's name, "default" or "on_error"
+	Action     *rules.Action // what to do; a bare defer when on_error's own templates failed
+	Values     []Value       // the action's `with` fields, evaluated
+	Err        error         // why on_error decided, if it did
+	RuleErrors []RuleError   // `when`s that failed at run time
+	Trace      []Step        // every rule tried, with Explain only
+	Revision   string        // the rules revision that decided
+
+	ReservationSid, TaskSid, WorkerSid, WorkspaceSid string
+
+	answer []byte
+}
+
+// Instruction is the action's `do`: "defer", "accept", ….
+func (d *Decision) Instruction() string { return d.Action.Do }
+
+// Via says whether the decision is the answer or a REST call.
+func (d *Decision) Via() rules.Via { return d.Action.Via }
+
+// Delay is how long after the callback the REST call is due.
+func (d *Decision) Delay() time.Duration { return d.Action.Delay }
+
+// Answer is the instruction as a callback answer, whatever the action's via; {} for defer.
+func (d *Decision) Answer() []byte { return d.answer }
+
+// Response is the body to answer the callback with: the instruction, or {} when it goes by REST.
+func (d *Decision) Response() []byte {
+	if d.Action.Via == rules.REST {
+		return emptyAnswer
+	}
+	return d.answer
+}
+
+// REST reports whether the decision must be carried out through the REST API.
+func (d *Decision) REST() bool { return d.Action.Via == rules.REST && d.Action.Do != rules.Defer }
+
+// RESTParams are the Reservations REST parameters for the instruction (whatever its via),
+// with list fields as repeated keys; nil for defer.
+func (d *Decision) RESTParams() url.Values {
+	in := d.Action.Instruction()
+	if in == nil {
+		return nil
+	}
+	out := url.Values{}
+	for _, kv := range in.Fixed {
+		out.Set(kv[0], kv[1])
+	}
+	for _, v := range d.Values {
+		switch x := v.Value.(type) {
+		case string:
+			out.Set(v.Field.REST, x)
+		case int:
+			out.Set(v.Field.REST, strconv.Itoa(x))
+		case bool:
+			out.Set(v.Field.REST, strconv.FormatBool(x))
+		case []string:
+			out[v.Field.REST] = append([]string(nil), x...)
+		}
+	}
+	return out
+}
+
+var emptyAnswer = []byte("{}")
+
+// deferAction answers {} when even on_error cannot be rendered.
+var deferAction = &rules.Action{Name: "on_error", Do: rules.Defer, Via: rules.Response}
+
+// Decide decides one callback. It never fails: problems with the callback choose on_error.
+func (e *Engine) Decide(params url.Values) *Decision { return e.decide(params, false) }
+
+// Explain decides like Decide and records every rule tried in Trace.
+func (e *Engine) Explain(params url.Values) *Decision { return e.decide(params, true) }
+
+func (e *Engine) decide(params url.Values, trace bool) *Decision {
+	machine := e.vms.Get().(*vm.VM)
+	defer e.vms.Put(machine)
+
+	env, envErr := NewEnv(params, e.set.Vars)
+	d := &Decision{
+		Revision:       e.set.Revision,
+		ReservationSid: env.Reservation.Sid,
+		TaskSid:        env.Task.Sid,
+		WorkerSid:      env.Worker.Sid,
+		WorkspaceSid:   env.WorkspaceSid,
+	}
+	if envErr != nil {
+		e.fail(d, machine, env, envErr)
+		return d
+	}
+	for _, r := range e.set.Rules {
+		out, err := machine.Run(r.Program, env)
+		if err != nil {
+			d.RuleErrors = append(d.RuleErrors, RuleError{Rule: r.Name, Err: err})
+			if trace {
+				d.Trace = append(d.Trace, Step{Rule: r.Name, Result: Failed, Error: err.Error()})
+			}
+			continue
+		}
+		if out != true {
+			if trace {
+				d.Trace = append(d.Trace, Step{Rule: r.Name, Result: NoMatch})
+			}
+			continue
+		}
+		if trace {
+			d.Trace = append(d.Trace, Step{Rule: r.Name, Result: Matched})
+		}
+		d.Rule = r.Name
+		if err := e.render(d, machine, env, &r.Action); err != nil {
+			e.fail(d, machine, env, err)
+		}
+		return d
+	}
+	d.Rule = "default"
+	if err := e.render(d, machine, env, e.set.Default); err != nil {
+		e.fail(d, machine, env, err)
+	}
+	return d
+}
+
+// fail decides with on_error; if on_error's own templates fail, the answer is {}.
+func (e *Engine) fail(d *Decision, machine *vm.VM, env *rules.Env, cause error) {
+	d.Rule = "on_error"
+	d.Err = cause
+	if err := e.render(d, machine, env, e.set.OnError); err != nil {
+		d.Err = errors.Join(cause, fmt.Errorf("on_error: %w", err))
+		d.Action, d.Values, d.answer = deferAction, nil, emptyAnswer
+	}
+}
+
+// render evaluates an action's fields and its answer into d.
+func (e *Engine) render(d *Decision, machine *vm.VM, env *rules.Env, a *rules.Action) error {
+	vals, err := evalValues(a, machine, env)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Name, err)
+	}
+	d.Action, d.Values = a, vals
+	if ans, ok := e.answers[a]; ok {
+		d.answer = ans
+	} else {
+		d.answer = encodeAnswer(a, vals)
+	}
+	return nil
+}
+
+// evalValues renders every `with` field of a for one callback.
+func evalValues(a *rules.Action, machine *vm.VM, env *rules.Env) ([]Value, error) {
+	if len(a.With) == 0 {
+		return nil, nil
+	}
+	vals := make([]Value, 0, len(a.With))
+	for i := range a.With {
+		p := &a.With[i]
+		if p.Const {
+			vals = append(vals, Value{p.Field, p.Value})
+			continue
+		}
+		raw, err := p.Tmpl.Eval(machine, env)
+		if err != nil {
+			return nil, fmt.Errorf("with %s: %w", p.Field.Name, err)
+		}
+		if raw == nil {
+			if p.Field.Required {
+				return nil, fmt.Errorf("with %s: the template gave null but %s is required", p.Field.Name, p.Field.Name)
+			}
+			continue
+		}
+		v, err := p.Field.Normalize(raw, false)
+		if err != nil {
+			return nil, fmt.Errorf("with %w", err)
+		}
+		vals = append(vals, Value{p.Field, v})
+	}
+	return vals, nil
+}
+
+// constantValues returns an action's fields when none depends on the callback.
+func constantValues(a *rules.Action) ([]Value, bool) {
+	vals := make([]Value, 0, len(a.With))
+	for _, p := range a.With {
+		if !p.Const {
+			return nil, false
+		}
+		vals = append(vals, Value{p.Field, p.Value})
+	}
+	return vals, true
+}

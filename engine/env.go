@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"github.com/reservist/reservist/rules"
+)
+
+// The callback parameters TaskRouter sends (reference §1).
+const (
+	ParamAccountSid       = "AccountSid"
+	ParamWorkspaceSid     = "WorkspaceSid"
+	ParamWorkflowSid      = "WorkflowSid"
+	ParamTaskQueueSid     = "TaskQueueSid"
+	ParamTaskSid          = "TaskSid"
+	ParamTaskAge          = "TaskAge"
+	ParamTaskPriority     = "TaskPriority"
+	ParamTaskAttributes   = "TaskAttributes"
+	ParamWorkerSid        = "WorkerSid"
+	ParamWorkerAttributes = "WorkerAttributes"
+	ParamReservationSid   = "ReservationSid"
+)
+
+// NewEnv builds the expression environment for one callback. The environment is filled as
+// far as possible even when err is non-nil, so that on_error templates can still read SIDs.
+// err says why the callback cannot be decided: attributes missing or not a JSON object, or a
+// TaskAge or TaskPriority that is not an integer.
+func NewEnv(params url.Values, vars map[string]any) (*rules.Env, error) {
+	env := &rules.Env{Vars: vars, Params: make(map[string]string, len(params))}
+	for k, vs := range params {
+		if len(vs) > 0 {
+			env.Params[k] = vs[0]
+		}
+	}
+	p := env.Params
+	env.AccountSid = p[ParamAccountSid]
+	env.WorkspaceSid = p[ParamWorkspaceSid]
+	env.WorkflowSid = p[ParamWorkflowSid]
+	env.Reservation.Sid = p[ParamReservationSid]
+	env.Task.Sid = p[ParamTaskSid]
+	env.Task.QueueSid = p[ParamTaskQueueSid]
+	env.Worker.Sid = p[ParamWorkerSid]
+
+	var firstErr error
+	keep := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	var err error
+	if env.Task.Age, err = intParam(p, ParamTaskAge); err != nil {
+		keep(err)
+	}
+	if env.Task.Priority, err = intParam(p, ParamTaskPriority); err != nil {
+		keep(err)
+	}
+	if env.Task.Attributes, err = attributes(params, ParamTaskAttributes); err != nil {
+		keep(err)
+	}
+	if env.Worker.Attributes, err = attributes(params, ParamWorkerAttributes); err != nil {
+		keep(err)
+	}
+	return env, firstErr
+}
+
+func intParam(p map[string]string, name string) (int, error) {
+	s, ok := p[name]
+	if !ok || s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s is not an integer", name)
+	}
+	return n, nil
+}
+
+// attributes parses a JSON-object parameter. It never says what the value was: attributes
+// hold personal data and errors are logged.
+func attributes(params url.Values, name string) (map[string]any, error) {
+	vs, ok := params[name]
+	if !ok || len(vs) == 0 {
+		return nil, fmt.Errorf("%s is missing", name)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(vs[0]), &m); err != nil || m == nil {
+		return nil, fmt.Errorf("%s is not a JSON object", name)
+	}
+	return m, nil
+}

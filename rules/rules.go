@@ -1,0 +1,78 @@
+// Package rules reads and validates rules.yaml: the ordered rules that decide TaskRouter
+// assignment callbacks (SPEC §3). Parse compiles every expression once; the result is
+// immutable and safe to share between goroutines. The package does no I/O beyond the bytes
+// it is handed.
+package rules
+
+import (
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Via says how a decision reaches TaskRouter.
+type Via string
+
+// The two ways a decision is carried out.
+const (
+	Response Via = "response" // as the synchronous answer to the callback
+	REST     Via = "rest"     // as {} now and a Reservations REST call afterwards
+)
+
+// Set is a validated, compiled rules file.
+type Set struct {
+	Path     string         // the file, as named to Parse
+	Revision string         // sha256 of the file, hex
+	Vars     map[string]any // the file's vars, read-only
+	Rules    []*Rule        // in file order: the first match decides
+	Default  *Action        // when no rule matches
+	OnError  *Action        // when the callback cannot be decided
+	Warnings []Diagnostic   // lint findings that need no outside knowledge
+}
+
+// Rule is one entry of `rules`.
+type Rule struct {
+	Name        string
+	Description string
+	Pos         Pos         // the rule's first key
+	When        string      // the expression as written
+	WhenPos     Pos         // where the expression starts
+	Program     *vm.Program // the compiled `when`, shared by all goroutines
+	Action
+}
+
+// Action is what a rule, default or on_error does.
+type Action struct {
+	Name  string // the rule's name, "default" or "on_error"
+	Do    string // "defer" or an Instruction name
+	Via   Via
+	Delay time.Duration
+	With  []Param // in the instruction table's order
+	Pos   Pos     // the `do` key
+}
+
+// Instruction returns the action's instruction, or nil for defer.
+func (a *Action) Instruction() *Instruction { return Lookup(a.Do) }
+
+// Param is one field under `with`: a constant, or a template evaluated per callback.
+type Param struct {
+	Field *Field
+	Pos   Pos
+	Const bool // Value is fixed at load
+	Value any  // the normalised value (string, int, bool or []string), when Const
+	Tmpl  *Template
+}
+
+// Template is a `with` value that depends on the callback: text with `${ expr }` parts. A
+// template that is exactly one `${ }` keeps its expression's type (Typed).
+type Template struct {
+	Source string
+	Parts  []Part
+	Typed  bool
+}
+
+// Part is literal text or one compiled expression of a template.
+type Part struct {
+	Text    string
+	Program *vm.Program
+}
