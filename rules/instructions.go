@@ -296,7 +296,7 @@ func (f *Field) want() string {
 	case URL:
 		return "an absolute http(s) URL"
 	case SID:
-		return fmt.Sprintf("a SID: %s followed by 32 hex digits (like %s%s)", f.Prefix, f.Prefix, placeholderSID[2:])
+		return fmt.Sprintf("a SID: %s followed by 32 hex digits, like %s%s", f.Prefix, f.Prefix, placeholderSID[2:])
 	case Int:
 		return fmt.Sprintf("an integer from %d to %d", f.Min, f.Max)
 	case Bool:

@@ -194,6 +194,7 @@ func (p *parser) parseRules(n *yaml.Node) []*Rule {
 			p.errorf(at(e.value), "rule name %s must be lower-case letters, digits and - (like vip-voice), starting with a letter or digit", nodeText(e.value))
 		} else if first, dup := seen[e.value.Value]; dup {
 			p.errorf(at(e.value), "rule name %q is used twice (first at line %d); names must be unique", e.value.Value, first.Line)
+			where = "rule " + e.value.Value
 		} else {
 			r.Name = e.value.Value
 			seen[r.Name] = at(e.value)
@@ -292,13 +293,11 @@ func (p *parser) parseAction(m map[string]entry, owner *yaml.Node, where string)
 
 	given := map[string]bool{}
 	if hasWith && !(withEntry.value.Kind == yaml.ScalarNode && withEntry.value.Tag == "!!null") {
-		wm, ok := p.mapping(withEntry.value, where+" with", in.FieldNames())
-		if ok && len(in.Fields) == 0 {
-			// mapping() has reported each key as unknown; say why once more plainly.
-			if len(wm) > 0 {
-				p.errorf(at(withEntry.key), "%s takes no fields under with; remove with", in.Name)
-			}
+		if len(in.Fields) == 0 {
+			p.errorf(at(withEntry.key), "%s: %s takes no fields under with; remove with", where, in.Name)
+			return a
 		}
+		wm, _ := p.mapping(withEntry.value, where+" with", in.FieldNames())
 		for _, f := range in.Fields {
 			e, ok := wm[f.Name]
 			if !ok {
@@ -313,7 +312,7 @@ func (p *parser) parseAction(m map[string]entry, owner *yaml.Node, where string)
 	}
 	for _, f := range in.Fields {
 		if f.Required && !given[f.Name] {
-			p.errorf(a.Pos, "%s: %s needs %s under with (%s)", where, in.Name, f.Name, f.want())
+			p.errorf(a.Pos, "%s: %s needs %s under with: %s", where, in.Name, f.Name, f.want())
 		}
 	}
 	if in.Name == "dequeue" && a.Via == REST && !given["from"] {
