@@ -218,7 +218,7 @@ reservist_rules_reloads_total{result="success"} %d
 		t.Errorf("Status after a bad file = %+v; want stale, revision and load time of A", s)
 	}
 	lines := ErrorLines(s.LastError)
-	if len(lines) != 1 || !regexp.MustCompile(`^` + regexp.QuoteMeta(path) + `:5:9: `).MatchString(lines[0]) {
+	if len(lines) != 1 || !regexp.MustCompile(`^`+regexp.QuoteMeta(path)+`:5:9: `).MatchString(lines[0]) {
 		t.Errorf("ErrorLines(Status().LastError) = %q; want one %s:5:9: line", lines, path)
 	}
 	checkMetrics(0, loadedAt, revision(rulesA), 0, 1)

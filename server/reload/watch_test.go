@@ -140,8 +140,8 @@ func TestWatchPicksUpChanges(t *testing.T) {
 		name   string
 		opts   WatchOptions
 		setup  func(t *testing.T, dir string) string // writes rules A, returns the path to load
-		change func(t *testing.T, path string)        // replaces A with B
-		reason string                                 // of the check that sees it
+		change func(t *testing.T, path string)       // replaces A with B
+		reason string                                // of the check that sees it
 	}{
 		{
 			name:   "rename",
