@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/reservist/reservist/engine"
+	"github.com/reservist/reservist/engine/cases"
 	"github.com/reservist/reservist/rules"
 )
 
@@ -391,5 +392,57 @@ func TestConcurrentSwaps(t *testing.T) {
 	}
 	if s := r.Status(); s.Stale || s.Revision != revision(rulesA) || s.Failed != 0 {
 		t.Errorf("Status after 50 swaps = %+v; want revision A, no failures", s)
+	}
+}
+
+// casesGate is how the serve command is meant to wire --reload-cases: the golden cases run
+// against every new rule set, re-read each time so edited cases count.
+func casesGate(dir string) func(*engine.Engine) error {
+	return func(e *engine.Engine) error {
+		cs, err := cases.Load(dir)
+		if err != nil {
+			return fmt.Errorf("load golden cases: %w", err)
+		}
+		rep := cases.Run(e, cs, nil)
+		if rep.Failed == 0 {
+			return nil
+		}
+		var b strings.Builder
+		for _, r := range rep.Results {
+			if r.Passed() {
+				continue
+			}
+			if r.Err != nil {
+				fmt.Fprintf(&b, "\ncase %s: %v", r.Case.Name, r.Err)
+				continue
+			}
+			fmt.Fprintf(&b, "\ncase %s differs from %s (- want, + got):\n%s", r.Case.Name, r.Case.Golden,
+				strings.TrimRight(r.Diff, "\n"))
+		}
+		return fmt.Errorf("%w%s", rep.Err(), b.String())
+	}
+}
+
+// TestGoldenCasesGate runs the real case runner as the gate over testdata/cases.
+func TestGoldenCasesGate(t *testing.T) {
+	r, path := newReloader(t, rulesA, Options{Gate: casesGate("testdata/cases")})
+	writeFile(t, path, rulesB)
+	err := r.Reload("api")
+	if !errors.As(err, new(*GateError)) {
+		t.Fatalf("Reload(B) = %v; want a *GateError", err)
+	}
+	lines := ErrorLines(err)
+	t.Logf("refused:\n%s", strings.Join(lines, "\n"))
+	if !strings.HasSuffix(lines[0], "1 of 1 cases fail: chat") || len(lines) < 3 ||
+		!strings.HasPrefix(lines[1], "case chat differs from testdata/cases/chat.golden.json") {
+		t.Errorf("ErrorLines(refused) = %q; want the failing case named, with its diff", lines)
+	}
+	if got := decide(t, r); got != "accept" {
+		t.Errorf("after a refused file: chat = %s; want accept", got)
+	}
+
+	writeFile(t, path, rulesA+"# same decisions, new revision\n")
+	if err := r.Reload("api"); err != nil {
+		t.Errorf("Reload(A') = %v; want it to pass the cases", err)
 	}
 }
