@@ -1,0 +1,31 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// HTTPError is a REST call that TaskRouter answered with an error status.
+type HTTPError struct {
+	// StatusCode is the HTTP status.
+	StatusCode int
+	// Code, Message and MoreInfo come from Twilio's JSON error body; Code
+	// is 0 when the body was not Twilio's (a proxy's error page, say).
+	Code     int
+	Message  string
+	MoreInfo string
+	// RetryAfter is the Retry-After header as a duration, 0 when absent.
+	RetryAfter time.Duration
+}
+
+func (e *HTTPError) Error() string {
+	if e.Code == 0 {
+		return fmt.Sprintf("taskrouter answered %d: %s", e.StatusCode, e.Message)
+	}
+	return fmt.Sprintf("taskrouter answered %d: twilio error %d: %s", e.StatusCode, e.Code, e.Message)
+}
+
+// ErrInvalidParams is wrapped by Send errors for actions whose parameters
+// cannot be sent at all; they are not retried.
+var ErrInvalidParams = errors.New("invalid REST parameters")
