@@ -18,14 +18,15 @@ import (
 // a reload builds a new Engine.
 type Engine struct {
 	set     *rules.Set
+	index   *index
 	answers map[*rules.Action][]byte // precomputed answers of actions with only constant fields
 	vms     sync.Pool
 }
 
 // New prepares an engine for a parsed rule set.
 func New(set *rules.Set) *Engine {
-	e := &Engine{set: set, answers: map[*rules.Action][]byte{}}
-	e.vms.New = func() any { return new(vm.VM) }
+	e := &Engine{set: set, index: buildIndex(set), answers: map[*rules.Action][]byte{}}
+	e.vms.New = func() any { return &scratch{} }
 	for _, a := range set.Actions() {
 		if vals, ok := constantValues(a); ok {
 			e.answers[a] = encodeAnswer(a, vals)
@@ -138,9 +139,18 @@ func (e *Engine) Decide(params url.Values) *Decision { return e.decide(params, f
 // Explain decides like Decide and records every rule tried in Trace.
 func (e *Engine) Explain(params url.Values) *Decision { return e.decide(params, true) }
 
+// scratch is what one decision reuses from the last: a VM and the candidate list.
+type scratch struct {
+	vm         vm.VM
+	candidates []int
+}
+
+// decide finds the first matching rule. Without a trace it runs only the index's candidates;
+// with one it runs every rule in order, so explain shows each rule's own result.
 func (e *Engine) decide(params url.Values, trace bool) *Decision {
-	machine := e.vms.Get().(*vm.VM)
-	defer e.vms.Put(machine)
+	s := e.vms.Get().(*scratch)
+	defer e.vms.Put(s)
+	machine := &s.vm
 
 	env, envErr := NewEnv(params, e.set.Vars)
 	d := &Decision{
@@ -154,7 +164,19 @@ func (e *Engine) decide(params url.Values, trace bool) *Decision {
 		e.fail(d, machine, env, envErr)
 		return d
 	}
-	for _, r := range e.set.Rules {
+	order := e.set.Rules
+	if !trace {
+		s.candidates = e.index.candidates(env, s.candidates)
+	}
+	n := len(order)
+	if !trace {
+		n = len(s.candidates)
+	}
+	for i := range n {
+		r := order[i]
+		if !trace {
+			r = order[s.candidates[i]]
+		}
 		out, err := machine.Run(r.Program, env)
 		if err != nil {
 			d.RuleErrors = append(d.RuleErrors, RuleError{Rule: r.Name, Err: err})

@@ -111,7 +111,8 @@ func closingBrace(s string) int {
 func shift(pos Pos, s string, off int) Pos {
 	pre := s[:off]
 	if nl := strings.LastIndexByte(pre, '\n'); nl >= 0 {
-		return Pos{Line: pos.Line + strings.Count(pre, "\n"), Col: len(pre) - nl}
+		// Later lines of a block scalar are indented like its first.
+		return Pos{Line: pos.Line + strings.Count(pre, "\n"), Col: pos.Col - 1 + len(pre) - nl}
 	}
 	return Pos{Line: pos.Line, Col: pos.Col + len(pre)}
 }

@@ -261,16 +261,16 @@ func (p *parser) parseAction(m map[string]entry, owner *yaml.Node, where string)
 		case string(Response), string(REST):
 			a.Via = Via(v)
 		default:
-			p.errorf(at(viaEntry.value), "via must be response or rest, not %s", nodeText(viaEntry.value))
+			p.errorf(at(viaEntry.value), "%s: via must be response or rest, not %s", where, nodeText(viaEntry.value))
 		}
 	}
 	if e, ok := m["delay"]; ok {
 		d, err := time.ParseDuration(e.value.Value)
 		switch {
 		case e.value.Kind != yaml.ScalarNode || err != nil:
-			p.errorf(at(e.value), "delay must be a duration like 2s or 500ms, not %s", nodeText(e.value))
+			p.errorf(at(e.value), "%s: delay must be a duration like 2s or 500ms, not %s", where, nodeText(e.value))
 		case d < 0:
-			p.errorf(at(e.value), "delay must not be negative")
+			p.errorf(at(e.value), "%s: delay must not be negative", where)
 		case hasVia && a.Via == Response:
 			p.errorf(at(viaEntry.value), "%s says via: response but has a delay; a delay is carried out by REST, so remove via or use via: rest", where)
 		default:
@@ -283,7 +283,7 @@ func (p *parser) parseAction(m map[string]entry, owner *yaml.Node, where string)
 	if a.Do == Defer {
 		for _, k := range []string{"with", "via", "delay"} {
 			if e, ok := m[k]; ok {
-				p.errorf(at(e.key), "do: defer takes no %s (it answers {} and leaves the reservation pending); remove %s", k, k)
+				p.errorf(at(e.key), "%s: do: defer takes no %s (it answers {} and leaves the reservation pending); remove %s", where, k, k)
 			}
 		}
 		a.Via = Response

@@ -1,0 +1,75 @@
+package engine_test
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/reservist/reservist/rules"
+)
+
+// generatedRules writes n rules of the shape most rule files have (a channel or queue
+// attribute compared with a constant, then a condition on the worker); only the last matches
+// the benchmark's callback.
+func generatedRules(n int) string {
+	var b strings.Builder
+	b.WriteString("version: 1\nvars:\n  busy: WA00000000000000000000000000000001\nrules:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - name: r%d\n    when: task.attributes.queue == \"q%d\" && (worker.attributes.level ?? 0) >= 2\n", i, i)
+		if i%2 == 0 {
+			b.WriteString("    do: accept\n")
+		} else {
+			b.WriteString("    do: reject\n    with: {activity_sid: \"${ vars.busy }\"}\n")
+		}
+	}
+	return b.String()
+}
+
+func benchCallback(queue string) url.Values {
+	return url.Values{
+		"AccountSid":       {"AC0123456789abcdef0123456789abcdef"},
+		"WorkspaceSid":     {"WS0123456789abcdef0123456789abcdef"},
+		"WorkflowSid":      {"WW0123456789abcdef0123456789abcdef"},
+		"TaskQueueSid":     {"WQ0123456789abcdef0123456789abcdef"},
+		"TaskSid":          {"WT0123456789abcdef0123456789abcdef"},
+		"ReservationSid":   {"WR0123456789abcdef0123456789abcdef"},
+		"WorkerSid":        {"WK0123456789abcdef0123456789abcdef"},
+		"TaskAge":          {"30"},
+		"TaskPriority":     {"1"},
+		"TaskAttributes":   {`{"queue":"` + queue + `","call_sid":"CA0123456789abcdef0123456789abcdef","from":"+15551234567","customer":{"tier":"gold"}}`},
+		"WorkerAttributes": {`{"level":3,"contact_uri":"client:alice","skills":["support","sales"]}`},
+	}
+}
+
+// BenchmarkDecide decides a callback that only the last of n rules matches.
+func BenchmarkDecide(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			set, err := rules.Parse("bench.yaml", []byte(generatedRules(n)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			e := newEngineFromSet(set)
+			params := benchCallback(fmt.Sprintf("q%d", n-1))
+			if d := e.Decide(params); d.Rule != fmt.Sprintf("r%d", n-1) {
+				b.Fatalf("Decide() = %s (%v); want the last rule", d.Rule, d.Err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				e.Decide(params)
+			}
+		})
+	}
+}
+
+// BenchmarkDecideExample decides a typical voice callback with the example rules.
+func BenchmarkDecideExample(b *testing.B) {
+	e := newEngine(b, string(mustRead(b, "../testdata/example/rules.yaml")))
+	params := benchCallback("support")
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Decide(params)
+	}
+}

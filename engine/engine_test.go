@@ -1,0 +1,310 @@
+package engine_test
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/reservist/reservist/engine"
+	"github.com/reservist/reservist/rules"
+)
+
+const testRules = `version: 1
+vars:
+  busy: WA00000000000000000000000000000001
+  wrap: WA00000000000000000000000000000002
+  line: "+15005550006"
+rules:
+  - name: accept-rest
+    when: task.attributes.case == "accept-rest"
+    do: accept
+    via: rest
+  - name: reject-rest
+    when: task.attributes.case == "reject-rest"
+    do: reject
+    delay: 1500ms
+    with: {activity_sid: "${ vars.busy }"}
+  - name: dequeue
+    when: task.attributes.case == "dequeue"
+    do: dequeue
+    with:
+      to: ${ worker.attributes.contact_uri }
+      from: ${ vars.line }
+      post_work_activity_sid: ${ vars.wrap }
+      record: record-from-answer
+      timeout: ${ task.attributes.ring ?? 20 }
+      status_callback_url: https://example.com/s/${ task.sid }
+      status_callback_events: [initiated, completed]
+  - name: dequeue-rest
+    when: task.attributes.case == "dequeue-rest"
+    do: dequeue
+    via: rest
+    with:
+      to: client:bob
+      from: ${ vars.line }
+      post_work_activity_sid: ${ vars.wrap }
+      record: do-not-record
+      timeout: 15
+      status_callback_url: https://example.com/s
+      status_callback_events: [initiated, ringing, completed]
+  - name: call-rest
+    when: task.attributes.case == "call-rest"
+    do: call
+    via: rest
+    with:
+      from: ${ vars.line }
+      url: https://example.com/agent?task=${ task.sid }
+      to: ${ worker.attributes.contact_uri }
+      accept: true
+      record: record-from-answer
+      timeout: 30
+      status_callback_url: https://example.com/cs
+  - name: redirect-rest
+    when: task.attributes.case == "redirect-rest"
+    do: redirect
+    via: rest
+    with:
+      call_sid: ${ task.attributes.call_sid }
+      url: https://example.com/r
+      accept: false
+  - name: conference-rest
+    when: task.attributes.case == "conference-rest"
+    do: conference
+    via: rest
+    with:
+      to: "+15551230000"
+      from: ${ vars.line }
+      post_work_activity_sid: ${ vars.wrap }
+      timeout: 25
+      status_callback_url: https://example.com/s
+      status_callback_events: [answered, completed]
+      record: true
+      muted: false
+      beep: onEnter
+      start_conference_on_enter: true
+      end_conference_on_exit: false
+      end_conference_on_customer_exit: true
+      beep_on_customer_entrance: false
+      wait_url: https://example.com/wait
+      early_media: true
+      max_participants: 3
+      conference_status_callback: https://example.com/c
+      conference_status_callback_events: [start, end]
+      conference_record: record-from-start
+      recording_status_callback: https://example.com/rec
+  - name: text
+    when: task.attributes.case == "text"
+    do: call
+    with:
+      from: ${ vars.line }
+      url: https://example.com/a?n=${ task.attributes.n }&name=${ task.attributes.name }
+  - name: required-nil
+    when: task.attributes.case == "required-nil"
+    do: redirect
+    with:
+      call_sid: ${ task.attributes.missing }
+      url: https://example.com/r
+  - name: runtime-error
+    when: task.attributes.number > 10
+    do: accept
+  - name: params
+    when: params.Custom == "yes" && task.age >= 60 && task.priority == 2 && reservation.sid == "WR1" && workspace_sid == "WS1"
+    do: accept
+default:
+  do: defer
+on_error:
+  do: reject
+  with:
+    activity_sid: ${ task.attributes.error_activity ?? vars.busy }
+`
+
+func newEngine(t testing.TB, src string) *engine.Engine {
+	t.Helper()
+	set, err := rules.Parse("rules.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return engine.New(set)
+}
+
+func callback(task, worker string, extra ...string) url.Values {
+	v := url.Values{
+		"TaskSid":        {"WT00000000000000000000000000000009"},
+		"ReservationSid": {"WR00000000000000000000000000000009"},
+		"WorkerSid":      {"WK00000000000000000000000000000009"},
+		"WorkspaceSid":   {"WS00000000000000000000000000000009"},
+	}
+	if task != "-" {
+		v.Set("TaskAttributes", task)
+	}
+	if worker != "-" {
+		v.Set("WorkerAttributes", worker)
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		v.Set(extra[i], extra[i+1])
+	}
+	return v
+}
+
+func TestDecideAnswers(t *testing.T) {
+	e := newEngine(t, testRules)
+	onError := `{"instruction":"reject","activity_sid":"WA00000000000000000000000000000001"}`
+	tests := []struct {
+		name         string
+		params       url.Values
+		rule, answer string
+		errContains  string // of Decision.Err
+	}{
+		{"dequeue with every field", callback(`{"case":"dequeue","ring":12}`, `{"contact_uri":"+15557654321"}`), "dequeue",
+			`{"instruction":"dequeue","to":"+15557654321","from":"+15005550006","post_work_activity_sid":"WA00000000000000000000000000000002","record":"record-from-answer","timeout":12,"status_callback_url":"https://example.com/s/WT00000000000000000000000000000009","status_callback_events":"initiated,completed"}`, ""},
+		{"optional nil is left out, ?? default applies", callback(`{"case":"dequeue"}`, `{}`), "dequeue",
+			`{"instruction":"dequeue","from":"+15005550006","post_work_activity_sid":"WA00000000000000000000000000000002","record":"record-from-answer","timeout":20,"status_callback_url":"https://example.com/s/WT00000000000000000000000000000009","status_callback_events":"initiated,completed"}`, ""},
+		{"integral JSON numbers print as integers, strings are escaped", callback(`{"case":"text","n":42,"name":"O\"Neil \\ <é> \u2028"}`, `{}`), "text",
+			`{"instruction":"call","from":"+15005550006","url":"https://example.com/a?n=42&name=O\"Neil \\ <é> \u2028"}`, ""},
+		{"nil in text template leaves the field out: required field → on_error", callback(`{"case":"text","n":1}`, `{}`), "on_error",
+			onError, "with url: the template gave null but url is required"},
+		{"required field from a missing attribute", callback(`{"case":"required-nil"}`, `{}`), "on_error", onError, "call_sid"},
+		{"timeout out of range at run time", callback(`{"case":"dequeue","ring":0}`, `{}`), "on_error", onError, "timeout must be an integer from 1 to 999, not 0"},
+		{"timeout of the wrong type at run time", callback(`{"case":"dequeue","ring":"soon"}`, `{}`), "on_error", onError, `timeout must be an integer from 1 to 999, not the string "soon"`},
+		{"via rest answers {}", callback(`{"case":"accept-rest"}`, `{}`), "accept-rest", `{}`, ""},
+		{"when failing at run time does not match; default defers", callback(`{"number":"x"}`, `{}`), "default", `{}`, ""},
+		{"runtime error, then a later rule matches", callback(`{"number":"x","case":"dequeue-rest"}`, `{}`), "dequeue-rest", `{}`, ""},
+		{"params, age, priority, reservation and workspace", callback(`{}`, `{}`, "Custom", "yes", "TaskAge", "61", "TaskPriority", "2", "ReservationSid", "WR1", "WorkspaceSid", "WS1"), "params", `{"instruction":"accept"}`, ""},
+		{"TaskAttributes missing", callback("-", `{}`), "on_error", onError, "TaskAttributes is missing"},
+		{"WorkerAttributes missing", callback(`{}`, "-"), "on_error", onError, "WorkerAttributes is missing"},
+		{"TaskAttributes a list", callback(`[1]`, `{}`), "on_error", onError, "TaskAttributes is not a JSON object"},
+		{"TaskAttributes null", callback(`null`, `{}`), "on_error", onError, "TaskAttributes is not a JSON object"},
+		{"WorkerAttributes a string", callback(`{}`, `"x"`), "on_error", onError, "WorkerAttributes is not a JSON object"},
+		{"WorkerAttributes broken", callback(`{}`, `{"a":`), "on_error", onError, "WorkerAttributes is not a JSON object"},
+		{"TaskAge not a number", callback(`{}`, `{}`, "TaskAge", "old"), "on_error", onError, "TaskAge is not an integer"},
+		{"on_error's own template fails: {}", callback(`{"case":"required-nil","error_activity":"nope"}`, `{}`), "on_error", `{}`, "on_error: on_error: with activity_sid must be a SID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := e.Decide(tt.params)
+			if d.Rule != tt.rule || string(d.Response()) != tt.answer {
+				t.Errorf("Decide() = %s %s; want %s %s (err %v)", d.Rule, d.Response(), tt.rule, tt.answer, d.Err)
+			}
+			if !json.Valid(d.Response()) {
+				t.Errorf("Decide() answer is not valid JSON: %s", d.Response())
+			}
+			if tt.errContains == "" && d.Err != nil {
+				t.Errorf("Decide().Err = %v; want nil", d.Err)
+			}
+			if tt.errContains != "" && (d.Err == nil || !strings.Contains(d.Err.Error(), tt.errContains)) {
+				t.Errorf("Decide().Err = %v; want it to contain %q", d.Err, tt.errContains)
+			}
+			if d.Trace != nil {
+				t.Errorf("Decide() recorded a trace; only Explain should")
+			}
+		})
+	}
+}
+
+func TestDecideREST(t *testing.T) {
+	e := newEngine(t, testRules)
+	tests := []struct {
+		kase  string
+		delay string
+		want  url.Values
+	}{
+		{"accept-rest", "0s", url.Values{"ReservationStatus": {"accepted"}}},
+		{"reject-rest", "1.5s", url.Values{"ReservationStatus": {"rejected"}, "WorkerActivitySid": {"WA00000000000000000000000000000001"}}},
+		{"dequeue-rest", "0s", url.Values{
+			"Instruction": {"dequeue"}, "DequeueTo": {"client:bob"}, "DequeueFrom": {"+15005550006"},
+			"DequeuePostWorkActivitySid": {"WA00000000000000000000000000000002"}, "DequeueRecord": {"do-not-record"},
+			"DequeueTimeout": {"15"}, "DequeueStatusCallbackUrl": {"https://example.com/s"},
+			"DequeueStatusCallbackEvent": {"initiated", "ringing", "completed"},
+		}},
+		{"call-rest", "0s", url.Values{
+			"Instruction": {"call"}, "CallFrom": {"+15005550006"}, "CallUrl": {"https://example.com/agent?task=WT00000000000000000000000000000009"},
+			"CallTo": {"client:carol"}, "CallAccept": {"true"}, "CallRecord": {"record-from-answer"}, "CallTimeout": {"30"},
+			"CallStatusCallbackUrl": {"https://example.com/cs"},
+		}},
+		{"redirect-rest", "0s", url.Values{
+			"Instruction": {"redirect"}, "RedirectCallSid": {"CA00000000000000000000000000000009"},
+			"RedirectUrl": {"https://example.com/r"}, "RedirectAccept": {"false"},
+		}},
+		{"conference-rest", "0s", url.Values{
+			"Instruction": {"conference"}, "To": {"+15551230000"}, "From": {"+15005550006"},
+			"PostWorkActivitySid": {"WA00000000000000000000000000000002"}, "Timeout": {"25"},
+			"StatusCallback": {"https://example.com/s"}, "StatusCallbackEvent": {"answered", "completed"},
+			"Record": {"true"}, "Muted": {"false"}, "Beep": {"onEnter"}, "StartConferenceOnEnter": {"true"},
+			"EndConferenceOnExit": {"false"}, "EndConferenceOnCustomerExit": {"true"}, "BeepOnCustomerEntrance": {"false"},
+			"WaitUrl": {"https://example.com/wait"}, "EarlyMedia": {"true"}, "MaxParticipants": {"3"},
+			"ConferenceStatusCallback": {"https://example.com/c"}, "ConferenceStatusCallbackEvent": {"start", "end"},
+			"ConferenceRecord": {"record-from-start"}, "RecordingStatusCallback": {"https://example.com/rec"},
+		}},
+	}
+	for _, tt := range tests {
+		d := e.Decide(callback(`{"case":"`+tt.kase+`","call_sid":"CA00000000000000000000000000000009"}`, `{"contact_uri":"client:carol"}`))
+		if d.Rule != tt.kase || !d.REST() || string(d.Response()) != "{}" {
+			t.Errorf("%s: Decide() = rule %s rest %t response %s; want rule %s via rest answering {}", tt.kase, d.Rule, d.REST(), d.Response(), tt.kase)
+			continue
+		}
+		if got := d.Delay().String(); got != tt.delay {
+			t.Errorf("%s: Delay() = %s; want %s", tt.kase, got, tt.delay)
+		}
+		if diff := cmp.Diff(tt.want, d.RESTParams()); diff != "" {
+			t.Errorf("%s: RESTParams() (-want +got):\n%s", tt.kase, diff)
+		}
+		// The synchronous form of the same decision (used when the outbox cannot be written).
+		var answer map[string]any
+		if err := json.Unmarshal(d.Answer(), &answer); err != nil || answer["instruction"] == nil {
+			t.Errorf("%s: Answer() = %s; want the instruction as JSON", tt.kase, d.Answer())
+		}
+	}
+}
+
+func TestExplainTrace(t *testing.T) {
+	e := newEngine(t, testRules)
+	d := e.Explain(callback(`{"number":"x","case":"dequeue-rest"}`, `{}`))
+	want := []engine.Step{
+		{Rule: "accept-rest", Result: engine.NoMatch},
+		{Rule: "reject-rest", Result: engine.NoMatch},
+		{Rule: "dequeue", Result: engine.NoMatch},
+		{Rule: "dequeue-rest", Result: engine.Matched},
+	}
+	if diff := cmp.Diff(want, d.Trace); diff != "" {
+		t.Errorf("Explain().Trace (-want +got):\n%s", diff)
+	}
+	d = e.Explain(callback(`{"number":"x"}`, `{}`))
+	var failed []engine.Step
+	for _, s := range d.Trace {
+		if s.Result == engine.Failed {
+			failed = append(failed, s)
+		}
+	}
+	if len(failed) != 1 || failed[0].Rule != "runtime-error" || !strings.Contains(failed[0].Error, "invalid operation") {
+		t.Errorf("Explain() failed steps = %+v; want runtime-error with its message", failed)
+	}
+	if len(d.RuleErrors) != 1 || d.RuleErrors[0].Rule != "runtime-error" {
+		t.Errorf("Explain().RuleErrors = %+v; want the runtime-error rule", d.RuleErrors)
+	}
+	if d.Rule != "default" || len(d.Trace) != len(e.Set().Rules) {
+		t.Errorf("Explain() = %s after %d steps; want default after trying all %d rules", d.Rule, len(d.Trace), len(e.Set().Rules))
+	}
+}
+
+func TestDecideConcurrently(t *testing.T) {
+	e := newEngine(t, testRules)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				kase := []string{"dequeue", "call-rest", "text"}[(g+i)%3]
+				d := e.Decide(callback(`{"case":"`+kase+`","ring":`+string(rune('1'+i%9))+`,"n":1,"name":"x"}`, `{"contact_uri":"client:x"}`))
+				if d.Rule != kase {
+					t.Errorf("goroutine %d: Decide() = %s; want %s (%v)", g, d.Rule, kase, d.Err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
