@@ -1,0 +1,346 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/reservist/reservist/engine"
+	"github.com/reservist/reservist/rules"
+)
+
+// emptyAnswer is the deferral TaskRouter documents: 200 with {}.
+var emptyAnswer = []byte("{}")
+
+// errNoOutbox is Put's error when the server was built without an outbox.
+var errNoOutbox = errors.New("no outbox")
+
+// callback answers assignment callbacks: checks the request in SPEC §2's order (method,
+// size, form, signature), decides it, and answers or hands the decision to the outbox.
+type callback struct {
+	rules     RuleSource
+	outbox    Outbox
+	validator *Validator // nil: unsigned callbacks are accepted
+	public    *url.URL
+	budget    time.Duration
+	timeout   time.Duration
+	log       *slog.Logger
+	decisions *slog.Logger
+	metrics   *Metrics
+	bodies    sync.Pool // *bytes.Buffer
+
+	beforeDecide func() // tests hold a decision back with it
+}
+
+func newCallback(o Options) *callback {
+	c := &callback{
+		rules:        o.Rules,
+		outbox:       o.Outbox,
+		public:       o.PublicURL,
+		budget:       o.ResponseBudget,
+		timeout:      o.ReservationTimeout,
+		log:          o.Logger,
+		decisions:    o.DecisionLog,
+		metrics:      o.Metrics,
+		beforeDecide: o.beforeDecide,
+	}
+	if o.AuthToken != "" {
+		c.validator = NewValidator(o.AuthToken)
+	}
+	c.bodies.New = func() any { return new(bytes.Buffer) }
+	return c
+}
+
+func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	received := time.Now()
+	params, err := c.params(r)
+	if err != nil {
+		if err == errMethod {
+			w.Header().Set("Allow", "GET, POST")
+		}
+		respondError(w, err)
+		c.metrics.callback("", "", OutcomeBadRequest, time.Since(received))
+		c.log.LogAttrs(context.Background(), slog.LevelInfo, "callback refused",
+			slog.Int("status", statusOf[err]), slog.String("reason", err.Error()),
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
+		return
+	}
+	if c.validator != nil {
+		signed := params
+		if r.Method == http.MethodGet {
+			signed = nil // a GET's parameters are part of the signed URL
+		}
+		u := signedURL(c.public, r)
+		if !c.validator.Valid(u, signed, r.Header.Get(SignatureHeader)) {
+			respondError(w, errSignature)
+			c.metrics.callback("", "", OutcomeForbidden, time.Since(received))
+			c.logForbidden(r, u, params)
+			return
+		}
+	}
+
+	rs := c.rules.Current() // this callback finishes on these rules, whatever reloads meanwhile
+	if c.beforeDecide != nil {
+		c.beforeDecide()
+	}
+	d, answeredAt := c.decide(w, rs.Engine, params, received)
+	late := !answeredAt.IsZero()
+	rs.CountMatch(d.Rule)
+	c.reportProblems(d)
+
+	via, outcome, duplicate := string(d.Via()), OutcomeAnswered, false
+	switch {
+	case late:
+		// {} is already answered: the outbox carries the decision out.
+		via, outcome = string(rules.REST), OutcomeDeferred
+		switch {
+		case d.Instruction() == rules.Defer:
+		case !restable(d):
+			c.log.LogAttrs(context.Background(), slog.LevelWarn, "decision missed the response budget and cannot go by REST: the callback lacks ReservationSid, TaskSid or WorkspaceSid",
+				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule))
+		default:
+			if queued, err := c.put(d, received); err != nil {
+				c.log.LogAttrs(context.Background(), slog.LevelError, "decision lost: it missed the response budget and the outbox refused it",
+					slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
+			} else {
+				duplicate = !queued
+			}
+		}
+	case d.REST() && !restable(d):
+		// TaskRouter always sends these; a callback without them was made by hand.
+		respondError(w, errNoSids)
+		outcome = OutcomeBadRequest
+	case d.REST():
+		queued, err := c.put(d, received)
+		switch {
+		case err == nil:
+			respondJSON(w, http.StatusOK, d.Response())
+			outcome, duplicate = OutcomeDeferred, !queued
+		case d.Delay() == 0:
+			// Better the instruction now than no decision at all.
+			respondJSON(w, http.StatusOK, d.Answer())
+			via = string(rules.Response)
+			c.log.LogAttrs(context.Background(), slog.LevelWarn, "outbox refused the decision; answering it synchronously instead",
+				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
+		default:
+			// A delayed decision cannot be answered now: 503 sends TaskRouter to the
+			// Workflow's fallback URL.
+			respondError(w, errUnavailable)
+			outcome = OutcomeUnavailable
+			c.log.LogAttrs(context.Background(), slog.LevelError, "outbox refused a delayed decision; answered 503",
+				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
+		}
+	default:
+		respondJSON(w, http.StatusOK, d.Response())
+		if d.Instruction() == rules.Defer {
+			outcome = OutcomeDeferred
+		}
+	}
+	if d.Rule == "on_error" && (outcome == OutcomeAnswered || outcome == OutcomeDeferred) {
+		outcome = OutcomeOnError
+	}
+	if !late {
+		answeredAt = time.Now()
+	}
+	took := answeredAt.Sub(received)
+	c.metrics.callback(d.Rule, d.Instruction(), outcome, took)
+
+	attrs := [...]slog.Attr{
+		slog.String("reservation_sid", d.ReservationSid),
+		slog.String("task_sid", d.TaskSid),
+		slog.String("worker_sid", d.WorkerSid),
+		slog.String("rule", d.Rule),
+		slog.String("instruction", d.Instruction()),
+		slog.String("via", via),
+		slog.Int64("latency_us", took.Microseconds()),
+		slog.String("revision", d.Revision),
+		slog.String("outcome", outcome),
+		slog.Bool("duplicate", true),
+	}
+	n := len(attrs)
+	if !duplicate {
+		n-- // said only when it happens
+	}
+	c.decisions.LogAttrs(context.Background(), slog.LevelInfo, "callback", attrs[:n]...)
+}
+
+// params reads the callback's parameters: a POST's form body, a GET's query string.
+func (c *callback) params(r *http.Request) (url.Values, error) {
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodGet:
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return nil, errBadQuery
+		}
+		return q, nil
+	default:
+		return nil, errMethod
+	}
+	if r.ContentLength > MaxBody {
+		return nil, errTooLarge
+	}
+	buf := c.bodies.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 { // keep the pool from holding on to a few huge bodies
+			buf.Reset()
+			c.bodies.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, MaxBody+1)); err != nil {
+		return nil, errBadForm // the client stopped sending or timed out
+	}
+	if buf.Len() > MaxBody {
+		return nil, errTooLarge
+	}
+	if !isForm(r.Header.Get("Content-Type")) {
+		return nil, errNotForm
+	}
+	form, err := url.ParseQuery(buf.String())
+	if err != nil {
+		return nil, errBadForm
+	}
+	return form, nil
+}
+
+// isForm reports whether a Content-Type is a form, with or without parameters.
+func isForm(ct string) bool {
+	const form = "application/x-www-form-urlencoded"
+	if ct == form {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == form
+}
+
+// decide runs the engine within the response budget. When the budget runs out first, {}
+// is answered at that moment and answeredAt says when; the decision is still returned, to
+// go to the outbox.
+//
+// No goroutine is started per callback: a timer fires only when a decision is late, and
+// then the timer's goroutine writes the answer while the engine is still busy.
+func (c *callback) decide(w http.ResponseWriter, e *engine.Engine, params url.Values, received time.Time) (d *engine.Decision, answeredAt time.Time) {
+	if c.budget <= 0 {
+		return e.Decide(params), time.Time{}
+	}
+	left := c.budget - time.Since(received)
+	if left <= 0 { // the request itself took the budget to arrive
+		respondJSON(w, http.StatusOK, emptyAnswer)
+		return e.Decide(params), time.Now()
+	}
+	b := &budget{w: w}
+	t := time.AfterFunc(left, b.expire)
+	defer func() {
+		t.Stop()
+		answeredAt = b.settle() // also on a panic, so that the timer cannot answer after it
+	}()
+	return e.Decide(params), time.Time{}
+}
+
+// budget decides who answers a callback: the handler with the decision, or the timer with
+// {} when the budget runs out. Whoever comes first owns the ResponseWriter.
+type budget struct {
+	mu      sync.Mutex
+	w       http.ResponseWriter
+	done    bool      // the handler has its decision; the timer must not answer
+	expired time.Time // when the timer answered {}
+}
+
+func (b *budget) expire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return
+	}
+	respondJSON(b.w, http.StatusOK, emptyAnswer)
+	// The handler goes on deciding: send the answer now, not when it returns.
+	http.NewResponseController(b.w).Flush()
+	b.expired = time.Now()
+}
+
+// settle ends the race; it returns when the timer answered, or zero if it did not.
+func (b *budget) settle() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done = true
+	return b.expired
+}
+
+// put hands a decision to the outbox.
+func (c *callback) put(d *engine.Decision, received time.Time) (queued bool, err error) {
+	if c.outbox == nil {
+		return false, errNoOutbox
+	}
+	return c.outbox.Put(Action{
+		ReservationSid: d.ReservationSid,
+		TaskSid:        d.TaskSid,
+		WorkspaceSid:   d.WorkspaceSid,
+		WorkerSid:      d.WorkerSid,
+		Rule:           d.Rule,
+		Params:         d.RESTParams(),
+		Received:       received,
+		Due:            received.Add(d.Delay()),
+		Deadline:       received.Add(c.timeout),
+	})
+}
+
+// restable reports whether a decision names the reservation a REST call needs.
+func restable(d *engine.Decision) bool {
+	return d.ReservationSid != "" && d.TaskSid != "" && d.WorkspaceSid != ""
+}
+
+// reportProblems counts and logs what went wrong deciding, with the ReservationSid and
+// never the attributes.
+func (c *callback) reportProblems(d *engine.Decision) {
+	for _, re := range d.RuleErrors {
+		c.metrics.ruleErrors.WithLabelValues(re.Rule).Inc()
+		c.log.LogAttrs(context.Background(), slog.LevelWarn, "rule condition failed; the rule did not match",
+			slog.String("reservation_sid", d.ReservationSid), slog.String("rule", re.Rule),
+			slog.String("error", firstLine(re.Err.Error())))
+	}
+	if d.Err != nil {
+		c.log.LogAttrs(context.Background(), slog.LevelWarn, "callback cannot be decided; on_error answers",
+			slog.String("reservation_sid", d.ReservationSid), slog.String("error", firstLine(d.Err.Error())))
+	}
+}
+
+// logForbidden says which URL the signature was checked against and, when the request
+// reached reservist under another scheme or host, that this is the likely cause.
+func (c *callback) logForbidden(r *http.Request, validated string, params url.Values) {
+	attrs := []slog.Attr{
+		slog.String("url", validated),
+		slog.Bool("signature_present", r.Header.Get(SignatureHeader) != ""),
+		slog.String("reservation_sid", params.Get(engine.ParamReservationSid)),
+		slog.String("remote", r.RemoteAddr),
+	}
+	seen := requestBase(r)
+	switch {
+	case c.public != nil && !strings.EqualFold(seen, c.public.Scheme+"://"+c.public.Host):
+		attrs = append(attrs, slog.String("request_url", seen+r.URL.RequestURI()),
+			slog.String("hint", "the request arrived under another scheme or host than --public-url; a proxy changing them is the usual cause, and --public-url must be the URL TaskRouter calls"))
+	case c.public == nil && (r.Header.Get("X-Forwarded-Proto") != "" || r.Header.Get("X-Forwarded-Host") != ""):
+		attrs = append(attrs, slog.String("hint", "the request came through a proxy (X-Forwarded-* headers, which are not trusted); set --public-url to the scheme://host TaskRouter calls"))
+	}
+	c.log.LogAttrs(context.Background(), slog.LevelWarn, "callback signature check failed", attrs...)
+}
+
+// firstLine keeps error text to its first line: expr's run-time errors go on with the
+// expression source and a caret, which belong in `reservist explain`, not in every log line.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	const max = 300
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
+}

@@ -1,0 +1,55 @@
+package server
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of a callback, the outcome label of reservist_callbacks_total (SPEC §6).
+const (
+	OutcomeAnswered    = "answered"    // an instruction was the answer
+	OutcomeDeferred    = "deferred"    // {}: defer, or the decision went to the outbox
+	OutcomeOnError     = "on_error"    // the callback could not be decided
+	OutcomeForbidden   = "forbidden"   // the signature check failed
+	OutcomeBadRequest  = "bad_request" // method, size or form refused
+	OutcomeUnavailable = "unavailable" // a delayed decision could not be stored: 503
+)
+
+// Metrics are the callback listener's Prometheus metrics. The outbox and the reloader
+// register their own.
+type Metrics struct {
+	callbacks  *prometheus.CounterVec
+	latency    prometheus.Histogram
+	ruleErrors *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them with reg, which may be nil. Like
+// promauto, it panics if they are registered twice.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reservist_callbacks_total",
+			Help: "Assignment callbacks by deciding rule, instruction and outcome (answered, deferred, on_error, forbidden, bad_request, unavailable).",
+		}, []string{"rule", "instruction", "outcome"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "reservist_callback_duration_seconds",
+			Help: "Time from a callback's arrival to its answer.",
+			// TaskRouter gives up after 5s; most answers take well under a millisecond.
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		ruleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reservist_rule_evaluation_errors_total",
+			Help: "Rule conditions that failed at run time (the rule did not match), by rule.",
+		}, []string{"rule"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.callbacks, m.latency, m.ruleErrors)
+	}
+	return m
+}
+
+func (m *Metrics) callback(rule, instruction, outcome string, took time.Duration) {
+	m.callbacks.WithLabelValues(rule, instruction, outcome).Inc()
+	m.latency.Observe(took.Seconds())
+}
