@@ -85,21 +85,21 @@ func ReadGolden(path string) (*Golden, error) {
 	return &g, nil
 }
 
-// comparable is a golden decision in a form where equal meaning is equal value: JSON parsed,
+// decision is a golden decision in a form where equal meaning is equal value: JSON parsed,
 // durations parsed, one-item lists as plain strings.
-type comparable struct {
+type decision struct {
 	Rule     string
 	Response any
-	REST     *comparableREST
+	REST     *decisionREST
 }
 
-type comparableREST struct {
+type decisionREST struct {
 	Delay  time.Duration
 	Params map[string]any
 }
 
-func (g *Golden) comparable() (comparable, error) {
-	c := comparable{Rule: g.Rule}
+func (g *Golden) decision() (decision, error) {
+	c := decision{Rule: g.Rule}
 	if err := json.Unmarshal(g.Response, &c.Response); err != nil {
 		return c, fmt.Errorf("response is not JSON: %v", err)
 	}
@@ -108,7 +108,7 @@ func (g *Golden) comparable() (comparable, error) {
 		if err != nil {
 			return c, fmt.Errorf("rest.delay %q is not a duration like 2s", g.REST.Delay)
 		}
-		c.REST = &comparableREST{Delay: d, Params: map[string]any{}}
+		c.REST = &decisionREST{Delay: d, Params: map[string]any{}}
 		for k, v := range g.REST.Params {
 			switch x := v.(type) {
 			case []any:
@@ -142,11 +142,11 @@ func (g *Golden) comparable() (comparable, error) {
 // Diff compares two golden decisions by meaning and returns a readable difference
 // (- want, + got), or "" if they agree.
 func Diff(want, got *Golden) (string, error) {
-	w, err := want.comparable()
+	w, err := want.decision()
 	if err != nil {
 		return "", err
 	}
-	g, err := got.comparable()
+	g, err := got.decision()
 	if err != nil {
 		return "", err
 	}
