@@ -126,9 +126,9 @@ type Reloader struct {
 	mu     sync.Mutex // guards status
 	status Status
 
-	// Test hooks: called when Watch is watching, and after each check it makes.
-	testHookWatching func()
-	testHookChecked  func(reason string, tried bool)
+	// testHookChecked is called after each look Watch takes at the file, the first one
+	// once it watches; tests wait on it instead of sleeping.
+	testHookChecked func(reason string, tried bool)
 }
 
 // New loads the rules file; an invalid file is an error (rules.Errors lists every problem,

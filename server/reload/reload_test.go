@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,6 +351,7 @@ func TestConcurrentSwaps(t *testing.T) {
 	startWatch(t, r, WatchOptions{Debounce: time.Millisecond})
 
 	want := map[string]string{revision(rulesA): "accept", revision(rulesB): "reject"}
+	var byA, byB atomic.Uint64
 	stop := make(chan struct{})
 	errs := make(chan error, 8)
 	var wg sync.WaitGroup
@@ -369,6 +372,12 @@ func TestConcurrentSwaps(t *testing.T) {
 						n, d.Rule, d.Instruction(), d.Revision, d.Err, want[d.Revision])
 					return
 				}
+				if d.Instruction() == "accept" {
+					byA.Add(1)
+				} else {
+					byB.Add(1)
+				}
+				runtime.Gosched() // let the swapper run on a 2-core machine
 			}
 		})
 	}
@@ -385,6 +394,7 @@ func TestConcurrentSwaps(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	close(errs)
+	t.Logf("%d decisions by rules A, %d by rules B", byA.Load(), byB.Load())
 	for err := range errs {
 		if err != nil {
 			t.Error(err)

@@ -61,14 +61,12 @@ func (r *Reloader) Watch(ctx context.Context, opts WatchOptions) error {
 		defer t.Stop()
 		poll = t.C
 	}
-	// The debounce timer starts stopped; each event pushes it back.
+	// The debounce timer starts stopped; each event pushes it back (see settle).
 	debounce := time.NewTimer(opts.Debounce)
 	debounce.Stop()
 	defer debounce.Stop()
+	var burst time.Time // when the first event not yet checked arrived; zero if none
 
-	if r.testHookWatching != nil {
-		r.testHookWatching()
-	}
 	// A change made between New and the watch starting raised no event we saw.
 	r.check("watch")
 	for {
@@ -81,7 +79,7 @@ func (r *Reloader) Watch(ctx context.Context, opts WatchOptions) error {
 				continue
 			}
 			r.opts.Logger.Debug("rules directory event", "event", ev.String())
-			debounce.Reset(opts.Debounce)
+			burst = settle(debounce, burst, opts.Debounce)
 		case err, ok := <-errs:
 			if !ok {
 				errs = nil
@@ -89,13 +87,29 @@ func (r *Reloader) Watch(ctx context.Context, opts WatchOptions) error {
 			}
 			// Overflow or a removed directory; the next event or poll recovers.
 			r.opts.Logger.Warn("watching the rules directory", "path", r.path, "error", err)
-			debounce.Reset(opts.Debounce)
+			burst = settle(debounce, burst, opts.Debounce)
 		case <-debounce.C:
+			burst = time.Time{}
 			r.check("fsnotify")
 		case <-poll:
 			r.check("poll")
 		}
 	}
+}
+
+// maxBurst caps how long a burst of events may postpone the check, in debounce intervals:
+// a busy neighbour in the directory (a log file, say) must not starve the rules file.
+const maxBurst = 10
+
+// settle pushes the debounce timer back by d after an event, but never past maxBurst·d after
+// the burst's first event, and returns when that burst began.
+func settle(t *time.Timer, burst time.Time, d time.Duration) time.Time {
+	now := time.Now()
+	if burst.IsZero() {
+		burst = now
+	}
+	t.Reset(min(d, max(burst.Add(maxBurst*d).Sub(now), 0)))
+	return burst
 }
 
 func (r *Reloader) watchDir() (*fsnotify.Watcher, error) {

@@ -204,6 +204,36 @@ func TestWatchPicksUpChanges(t *testing.T) {
 	}
 }
 
+// TestWatchBusyDirectory: a file written without pause beside rules.yaml keeps the events
+// coming, yet cannot postpone the check for ever.
+func TestWatchBusyDirectory(t *testing.T) {
+	r, path := newReloader(t, rulesA, Options{})
+	w := startWatch(t, r, WatchOptions{Debounce: 20 * time.Millisecond})
+
+	stop, done := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-done }()
+	go func() {
+		defer close(done)
+		noise := filepath.Join(filepath.Dir(path), "noise.log")
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if err := os.WriteFile(noise, []byte("x"), 0o644); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	replaceFile(t, path, rulesB)
+	w.waitTried(t)
+	waitFor(t, "rules B serving", serving(r, rulesB))
+}
+
 // TestWatchTriesContentOnce: a bad file is reported once, not on every poll, and the fix is
 // still picked up.
 func TestWatchTriesContentOnce(t *testing.T) {
