@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -85,8 +84,8 @@ func attributes(params url.Values, name string) (map[string]any, error) {
 	if !ok || len(vs) == 0 {
 		return nil, fmt.Errorf("%s is missing", name)
 	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(vs[0]), &m); err != nil || m == nil {
+	m, err := decodeObject(vs[0])
+	if err != nil {
 		return nil, fmt.Errorf("%s is not a JSON object", name)
 	}
 	return m, nil
