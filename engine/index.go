@@ -31,6 +31,7 @@ type pathIndex struct {
 	byValue map[any][]int // constant → rules (in order) that compare with it
 	all     []int         // every rule on this path, in order
 	in      map[int]bool  // rules whose comparison is `in`: they take only string values
+	notNil  []int         // rules that start with path != nil
 }
 
 // path is a chain of member accesses from a root of the environment.
@@ -48,7 +49,7 @@ func buildIndex(set *rules.Set) *index {
 	ix := &index{}
 	byPath := map[string]*pathIndex{}
 	for i, r := range set.Rules {
-		p, consts, isIn, ok := indexable(r.Program.Node(), set.Vars)
+		p, consts, kind, ok := indexable(r.Program.Node(), set.Vars)
 		if !ok {
 			ix.other = append(ix.other, i)
 			continue
@@ -60,8 +61,11 @@ func buildIndex(set *rules.Set) *index {
 			ix.paths = append(ix.paths, pi)
 		}
 		pi.all = append(pi.all, i)
-		if isIn {
+		switch kind {
+		case compareIn:
 			pi.in[i] = true
+		case compareNotNil:
+			pi.notNil = append(pi.notNil, i)
 		}
 		for _, c := range consts {
 			if rs := pi.byValue[c]; len(rs) == 0 || rs[len(rs)-1] != i {
@@ -72,9 +76,18 @@ func buildIndex(set *rules.Set) *index {
 	return ix
 }
 
-// indexable reports whether a `when` starts with path == constant or path in [constants],
-// with string or boolean constants, and returns the path and constants.
-func indexable(n ast.Node, vars map[string]any) (p path, consts []any, isIn, ok bool) {
+// How a rule's first conjunct compares its path.
+type comparison int
+
+const (
+	compareEqual  comparison = iota // path == constant
+	compareIn                       // path in [constants]
+	compareNotNil                   // path != nil
+)
+
+// indexable reports whether a `when` starts with path == constant, path in [constants] (string
+// or boolean constants) or path != nil, and returns the path, the constants and the kind.
+func indexable(n ast.Node, vars map[string]any) (p path, consts []any, kind comparison, ok bool) {
 	for {
 		b, isBin := n.(*ast.BinaryNode)
 		if !isBin || (b.Operator != "&&" && b.Operator != "and") {
@@ -84,28 +97,34 @@ func indexable(n ast.Node, vars map[string]any) (p path, consts []any, isIn, ok 
 	}
 	b, isBin := n.(*ast.BinaryNode)
 	if !isBin {
-		return p, nil, false, false
+		return p, nil, 0, false
 	}
 	switch b.Operator {
 	case "==":
 		if p, ok = pathOf(b.Left); ok {
 			c, cok := constant(b.Right, vars)
-			return p, []any{c}, false, cok
+			return p, []any{c}, compareEqual, cok
 		}
 		if p, ok = pathOf(b.Right); ok {
 			c, cok := constant(b.Left, vars)
-			return p, []any{c}, false, cok
+			return p, []any{c}, compareEqual, cok
+		}
+	case "!=":
+		// nil != nil is false and cannot fail, so a nil value skips the rule.
+		if _, isNil := b.Right.(*ast.NilNode); isNil {
+			p, ok = pathOf(b.Left)
+			return p, nil, compareNotNil, ok
 		}
 	case "in":
 		p, ok = pathOf(b.Left)
 		if !ok {
-			return p, nil, false, false
+			return p, nil, 0, false
 		}
 		switch set := b.Right.(type) {
 		case *ast.ConstantNode:
 			m, isMap := set.Value.(map[string]struct{})
 			if !isMap {
-				return p, nil, false, false
+				return p, nil, 0, false
 			}
 			for k := range m {
 				consts = append(consts, k)
@@ -114,16 +133,16 @@ func indexable(n ast.Node, vars map[string]any) (p path, consts []any, isIn, ok 
 			for _, e := range set.Nodes {
 				s, isStr := e.(*ast.StringNode)
 				if !isStr {
-					return p, nil, false, false
+					return p, nil, 0, false
 				}
 				consts = append(consts, s.Value)
 			}
 		default:
-			return p, nil, false, false
+			return p, nil, 0, false
 		}
-		return p, consts, true, true
+		return p, consts, compareIn, true
 	}
-	return p, nil, false, false
+	return p, nil, 0, false
 }
 
 // constant returns the value of a string or boolean literal, or of vars.NAME holding one.
@@ -250,6 +269,9 @@ func (ix *index) candidates(env *rules.Env, buf []int) []int {
 		if !ok {
 			lists = append(lists, pi.all)
 			continue
+		}
+		if v != nil && len(pi.notNil) > 0 {
+			lists = append(lists, pi.notNil)
 		}
 		switch v.(type) {
 		case string:

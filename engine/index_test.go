@@ -32,6 +32,8 @@ rules:
   - {name: queue, when: 'task.queue_sid == "WQ1" && task.age > 5', do: accept}
   - {name: not-indexed, when: 'task.priority > 3', do: accept}
   - {name: in-bool, when: 'task.attributes.q in ["true"]', do: accept}
+  - {name: not-nil, when: 'task.attributes.q != nil && task.attributes.q == task.attributes.tier', do: accept}
+  - {name: not-nil-deep, when: 'task.attributes.customer.plan != nil', do: accept}
   - {name: last, when: 'task.attributes.q == "z" || task.attributes.n == 2', do: accept}
 `
 
