@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 	"github.com/reservist/reservist/rules"
 )
@@ -164,21 +165,19 @@ func (e *Engine) decide(params url.Values, trace bool) *Decision {
 		e.fail(d, machine, env, envErr)
 		return d
 	}
-	order := e.set.Rules
-	if !trace {
+	if trace {
+		s.candidates = s.candidates[:0]
+		for i := range e.set.Rules {
+			s.candidates = append(s.candidates, i)
+		}
+	} else {
 		s.candidates = e.index.candidates(env, s.candidates)
 	}
-	n := len(order)
-	if !trace {
-		n = len(s.candidates)
-	}
-	for i := range n {
-		r := order[i]
-		if !trace {
-			r = order[s.candidates[i]]
-		}
+	for _, i := range s.candidates {
+		r := e.set.Rules[i]
 		out, err := machine.Run(r.Program, env)
 		if err != nil {
+			err = oneLine(err)
 			d.RuleErrors = append(d.RuleErrors, RuleError{Rule: r.Name, Err: err})
 			if trace {
 				d.Trace = append(d.Trace, Step{Rule: r.Name, Result: Failed, Error: err.Error()})
@@ -246,7 +245,7 @@ func evalValues(a *rules.Action, machine *vm.VM, env *rules.Env) ([]Value, error
 		}
 		raw, err := p.Tmpl.Eval(machine, env)
 		if err != nil {
-			return nil, fmt.Errorf("with %s: %w", p.Field.Name, err)
+			return nil, fmt.Errorf("with %s: %w", p.Field.Name, oneLine(err))
 		}
 		if raw == nil {
 			if p.Field.Required {
@@ -273,4 +272,14 @@ func constantValues(a *rules.Action) ([]Value, bool) {
 		vals = append(vals, Value{p.Field, p.Value})
 	}
 	return vals, true
+}
+
+// oneLine drops the source snippet expr adds under a run-time error message: the message is
+// for logs and traces, one line each.
+func oneLine(err error) error {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return errors.New(fe.Message)
+	}
+	return err
 }
