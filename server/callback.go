@@ -88,9 +88,6 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	rs := c.rules.Current() // this callback finishes on these rules, whatever reloads meanwhile
-	if c.beforeDecide != nil {
-		c.beforeDecide()
-	}
 	d, answeredAt := c.decide(w, rs.Engine, params, received)
 	late := !answeredAt.IsZero()
 	rs.CountMatch(d.Rule)
@@ -229,12 +226,12 @@ func isForm(ct string) bool {
 // then the timer's goroutine writes the answer while the engine is still busy.
 func (c *callback) decide(w http.ResponseWriter, e *engine.Engine, params url.Values, received time.Time) (d *engine.Decision, answeredAt time.Time) {
 	if c.budget <= 0 {
-		return e.Decide(params), time.Time{}
+		return c.run(e, params), time.Time{}
 	}
 	left := c.budget - time.Since(received)
 	if left <= 0 { // the request itself took the budget to arrive
 		respondJSON(w, http.StatusOK, emptyAnswer)
-		return e.Decide(params), time.Now()
+		return c.run(e, params), time.Now()
 	}
 	b := &budget{w: w}
 	t := time.AfterFunc(left, b.expire)
@@ -242,7 +239,14 @@ func (c *callback) decide(w http.ResponseWriter, e *engine.Engine, params url.Va
 		t.Stop()
 		answeredAt = b.settle() // also on a panic, so that the timer cannot answer after it
 	}()
-	return e.Decide(params), time.Time{}
+	return c.run(e, params), time.Time{}
+}
+
+func (c *callback) run(e *engine.Engine, params url.Values) *engine.Decision {
+	if c.beforeDecide != nil {
+		c.beforeDecide()
+	}
+	return e.Decide(params)
 }
 
 // budget decides who answers a callback: the handler with the decision, or the timer with

@@ -1,0 +1,520 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestCallbackAnswers(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		name  string
+		attrs string
+		want  string
+		rule  string
+	}{
+		{"rule", `{"channel":"chat"}`, `{"instruction":"accept"}`, "chat"},
+		{"default", `{"channel":"voice"}`, `{}`, "default"},
+		{"attributes not an object", `[1,2]`, `{"instruction":"reject","activity_sid":"WAfedcba9876543210fedcba9876543210"}`, "on_error"},
+		{"attributes not JSON", `{"channel":`, `{"instruction":"reject","activity_sid":"WAfedcba9876543210fedcba9876543210"}`, "on_error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := h.post(t, "/assignment_callback", callbackParams(tt.attrs))
+			wantJSON(t, resp, 200, tt.want)
+		})
+	}
+	missing := callbackParams("{}")
+	missing.Del("WorkerAttributes")
+	wantJSON(t, h.post(t, "/assignment_callback", missing), 200, `{"instruction":"reject","activity_sid":"WAfedcba9876543210fedcba9876543210"}`)
+
+	cur := h.rules.Current()
+	for rule, want := range map[string]uint64{"chat": 1, "default": 1, "on_error": 3} {
+		if got := cur.Matches(rule); got != want {
+			t.Errorf("Matches(%q) = %d; want %d", rule, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(h.metrics.callbacks.WithLabelValues("on_error", "reject", OutcomeOnError)); got != 3 {
+		t.Errorf("callbacks{on_error, reject, on_error} = %v; want 3", got)
+	}
+	if got := testutil.ToFloat64(h.metrics.callbacks.WithLabelValues("default", "defer", OutcomeDeferred)); got != 1 {
+		t.Errorf("callbacks{default, defer, deferred} = %v; want 1", got)
+	}
+	// The log names the reservation of the callback on_error answered, and never the
+	// attributes.
+	if recs := h.log.lines(t, "callback cannot be decided; on_error answers"); len(recs) != 3 || recs[0]["reservation_sid"] != "WR0123456789abcdef0123456789abcdef" {
+		t.Errorf("on_error log lines = %v; want 3 naming the reservation", recs)
+	}
+	if strings.Contains(h.log.String(), "do-not-log-me") || strings.Contains(h.log.String(), "client:alice") {
+		t.Errorf("attribute values reached the log:\n%s", h.log.String())
+	}
+}
+
+func TestCallbackBothPathsAndGET(t *testing.T) {
+	h := newHarness(t)
+	params := callbackParams(`{"channel":"chat"}`)
+	for _, path := range []string{"/assignment_callback", "/taskrouter/assignment_callback"} {
+		wantJSON(t, h.post(t, path, params), 200, `{"instruction":"accept"}`)
+
+		// A GET carries the parameters in the query string, which the signature covers.
+		u := h.srv.URL + path + "?" + params.Encode()
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set(SignatureHeader, sign(h.token, u, nil))
+		wantJSON(t, h.do(t, req), 200, `{"instruction":"accept"}`)
+	}
+	wantError(t, h.post(t, "/assignment.php", params), 404)
+}
+
+func TestCallbackSignature(t *testing.T) {
+	h := newHarness(t)
+	params := callbackParams(`{"channel":"chat"}`)
+	u := h.srv.URL + "/assignment_callback"
+	send := func(sig string, p url.Values, header http.Header) *http.Response {
+		req, _ := http.NewRequest("POST", u, strings.NewReader(p.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, vs := range header {
+			req.Header[k] = vs
+		}
+		if sig != "" {
+			req.Header.Set(SignatureHeader, sig)
+		}
+		return h.do(t, req)
+	}
+	good := sign(h.token, u, params)
+	wantJSON(t, send(good, params, nil), 200, `{"instruction":"accept"}`)
+
+	tampered := with(params, "TaskAttributes", `{"channel":"chat","vip":true}`)
+	wantError(t, send(good, tampered, nil), 403)
+	wantError(t, send("", params, nil), 403)
+	wantError(t, send(sign("another-token", u, params), params, nil), 403)
+	// The POST's query string belongs to the signed URL.
+	wantError(t, send(sign(h.token, u+"?x=1", params), params, nil), 403)
+	// Forwarded headers are not trusted: signing for the forwarded URL does not help.
+	fwd := http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"reservist.example.com"}}
+	wantError(t, send(sign(h.token, "https://reservist.example.com/assignment_callback", params), params, fwd), 403)
+
+	if got := h.rules.Current().Matches("chat"); got != 1 {
+		t.Errorf("chat matched %d callbacks; want 1: refused callbacks must not be decided", got)
+	}
+	if got := testutil.ToFloat64(h.metrics.callbacks.WithLabelValues("", "", OutcomeForbidden)); got != 5 {
+		t.Errorf("callbacks{forbidden} = %v; want 5", got)
+	}
+	recs := h.log.lines(t, "callback signature check failed")
+	if len(recs) != 5 {
+		t.Fatalf("%d signature log lines; want 5:\n%s", len(recs), h.log.String())
+	}
+	if recs[0]["url"] != u {
+		t.Errorf("log names url %v; want %s", recs[0]["url"], u)
+	}
+	if hint, _ := recs[4]["hint"].(string); !strings.Contains(hint, "--public-url") {
+		t.Errorf("forwarded request's log line has hint %q; want one about --public-url", hint)
+	}
+	if strings.Contains(h.log.String(), h.token) {
+		t.Errorf("the auth token reached the log")
+	}
+}
+
+func TestCallbackPublicURL(t *testing.T) {
+	public, _ := url.Parse("https://reservist.example.com")
+	h := newHarness(t, func(o *Options) { o.PublicURL = public })
+	params := callbackParams(`{"channel":"chat"}`)
+	send := func(signedFor string) *http.Response {
+		req, _ := http.NewRequest("POST", h.srv.URL+"/assignment_callback?x=1", strings.NewReader(params.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set(SignatureHeader, sign(h.token, signedFor, params))
+		return h.do(t, req)
+	}
+	wantJSON(t, send("https://reservist.example.com/assignment_callback?x=1"), 200, `{"instruction":"accept"}`)
+	wantJSON(t, send("https://reservist.example.com:443/assignment_callback?x=1"), 200, `{"instruction":"accept"}`)
+	wantError(t, send(h.srv.URL+"/assignment_callback?x=1"), 403)
+
+	recs := h.log.lines(t, "callback signature check failed")
+	if len(recs) != 1 {
+		t.Fatalf("%d signature log lines; want 1", len(recs))
+	}
+	if recs[0]["url"] != "https://reservist.example.com/assignment_callback?x=1" {
+		t.Errorf("log names url %v; want the --public-url one", recs[0]["url"])
+	}
+	if recs[0]["request_url"] != h.srv.URL+"/assignment_callback?x=1" || recs[0]["hint"] == nil {
+		t.Errorf("log line %v; want request_url %s and a hint that scheme or host differ", recs[0], h.srv.URL)
+	}
+}
+
+func TestCallbackUnsigned(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.AuthToken = "" })
+	req, _ := http.NewRequest("POST", h.srv.URL+"/assignment_callback", strings.NewReader(callbackParams(`{"channel":"chat"}`).Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	wantJSON(t, h.do(t, req), 200, `{"instruction":"accept"}`)
+}
+
+// Each row of SPEC §2's bad-input table, and the order the checks go in: method, size,
+// form, signature.
+func TestCallbackBadInput(t *testing.T) {
+	h := newHarness(t)
+	u := h.srv.URL + "/assignment_callback"
+	good := callbackParams(`{"channel":"chat"}`).Encode()
+	big := strings.Repeat("a", MaxBody+1)
+	exact := "TaskAttributes=" + strings.Repeat("a", MaxBody-len("TaskAttributes="))
+
+	type request struct {
+		method, contentType, body string
+		chunked, signed           bool
+	}
+	tests := []struct {
+		name   string
+		req    request
+		status int
+	}{
+		{"PUT", request{method: "PUT", contentType: "application/x-www-form-urlencoded", body: good}, 405},
+		{"DELETE", request{method: "DELETE"}, 405},
+		{"PATCH over 1 MiB: the method goes first", request{method: "PATCH", body: big}, 405},
+		{"over 1 MiB", request{method: "POST", contentType: "application/x-www-form-urlencoded", body: big, signed: true}, 413},
+		{"over 1 MiB, chunked", request{method: "POST", contentType: "application/x-www-form-urlencoded", body: big, chunked: true, signed: true}, 413},
+		{"over 1 MiB and not a form: size goes first", request{method: "POST", contentType: "text/plain", body: big}, 413},
+		{"exactly 1 MiB is fine", request{method: "POST", contentType: "application/x-www-form-urlencoded", body: exact, signed: true}, 200},
+		{"no content type", request{method: "POST", body: good, signed: true}, 400},
+		{"JSON", request{method: "POST", contentType: "application/json", body: `{"TaskAttributes":"{}"}`, signed: true}, 400},
+		{"multipart", request{method: "POST", contentType: "multipart/form-data; boundary=x", body: "--x--", signed: true}, 400},
+		{"form with charset", request{method: "POST", contentType: "application/x-www-form-urlencoded; charset=utf-8", body: good, signed: true}, 200},
+		{"bad escape", request{method: "POST", contentType: "application/x-www-form-urlencoded", body: "TaskAttributes=%zz"}, 400},
+		{"semicolon", request{method: "POST", contentType: "application/x-www-form-urlencoded", body: "a=1;b=2"}, 400},
+		{"not a form, unsigned: the form goes before the signature", request{method: "POST", contentType: "text/plain", body: good}, 400},
+		{"unsigned", request{method: "POST", contentType: "application/x-www-form-urlencoded", body: good}, 403},
+		{"empty form", request{method: "POST", contentType: "application/x-www-form-urlencoded", body: "", signed: true}, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r io.Reader = strings.NewReader(tt.req.body)
+			if tt.req.chunked {
+				r = io.MultiReader(r) // hides the length: sent chunked
+			}
+			req, _ := http.NewRequest(tt.req.method, u, r)
+			if tt.req.contentType != "" {
+				req.Header.Set("Content-Type", tt.req.contentType)
+			}
+			if tt.req.signed {
+				params, _ := url.ParseQuery(tt.req.body)
+				req.Header.Set(SignatureHeader, sign(h.token, u, params))
+			}
+			resp := h.do(t, req)
+			if tt.status == 200 {
+				if resp.StatusCode != 200 {
+					t.Errorf("%s = %d %s; want 200", tt.name, resp.StatusCode, body(t, resp))
+				}
+				return
+			}
+			wantError(t, resp, tt.status)
+			if tt.status == 405 && resp.Header.Get("Allow") != "GET, POST" {
+				t.Errorf("405 Allow = %q; want GET, POST", resp.Header.Get("Allow"))
+			}
+		})
+	}
+
+	// A GET whose query string does not parse.
+	req, _ := http.NewRequest("GET", u+"?TaskAttributes=%zz", nil)
+	wantError(t, h.do(t, req), 400)
+	// HEAD gets no body, but still 405.
+	req, _ = http.NewRequest("HEAD", u, nil)
+	if resp := h.do(t, req); resp.StatusCode != 405 {
+		t.Errorf("HEAD = %d; want 405", resp.StatusCode)
+	}
+	if got := testutil.ToFloat64(h.metrics.callbacks.WithLabelValues("", "", OutcomeBadRequest)); got < 10 {
+		t.Errorf("callbacks{bad_request} = %v; want every refused request counted", got)
+	}
+}
+
+func TestCallbackErrorsDoNotLeak(t *testing.T) {
+	h := newHarness(t)
+	req, _ := http.NewRequest("POST", h.srv.URL+"/assignment_callback", strings.NewReader("a=%zz"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	got := body(t, h.do(t, req))
+	if got != `{"error":"the body does not parse as a form"}`+"\n" {
+		t.Errorf("bad form answer = %q; want only the public message", got)
+	}
+}
+
+func TestCallbackRuleErrors(t *testing.T) {
+	h := newHarness(t)
+	resp := h.post(t, "/assignment_callback", callbackParams(`{"kind":"broken","n":"not a number","channel":"chat"}`))
+	// The failing `when` does not match; evaluation goes on to the next rule.
+	wantJSON(t, resp, 200, `{"instruction":"accept"}`)
+	if got := testutil.ToFloat64(h.metrics.ruleErrors.WithLabelValues("broken")); got != 1 {
+		t.Errorf("rule_evaluation_errors{broken} = %v; want 1", got)
+	}
+	recs := h.log.lines(t, "rule condition failed; the rule did not match")
+	if len(recs) != 1 || recs[0]["rule"] != "broken" || recs[0]["reservation_sid"] != "WR0123456789abcdef0123456789abcdef" {
+		t.Errorf("rule error log = %v; want one line naming rule and reservation", recs)
+	}
+	if strings.Contains(h.log.String(), "not a number") {
+		t.Errorf("an attribute value reached the log:\n%s", h.log.String())
+	}
+}
+
+func TestCallbackDecisionLog(t *testing.T) {
+	h := newHarness(t)
+	h.post(t, "/assignment_callback", callbackParams(`{"channel":"chat","ssn":"123-45-6789"}`))
+	recs := h.log.lines(t, "callback")
+	if len(recs) != 1 {
+		t.Fatalf("%d decision log lines; want 1", len(recs))
+	}
+	rec := recs[0]
+	want := map[string]any{
+		"reservation_sid": "WR0123456789abcdef0123456789abcdef",
+		"task_sid":        "WT0123456789abcdef0123456789abcdef",
+		"worker_sid":      "WK0123456789abcdef0123456789abcdef",
+		"rule":            "chat",
+		"instruction":     "accept",
+		"via":             "response",
+		"revision":        h.rules.Current().Revision(),
+		"outcome":         "answered",
+	}
+	for k, v := range want {
+		if rec[k] != v {
+			t.Errorf("decision log %s = %v; want %v", k, rec[k], v)
+		}
+	}
+	if _, ok := rec["latency_us"].(float64); !ok {
+		t.Errorf("decision log latency_us = %v; want a number", rec["latency_us"])
+	}
+	if strings.Contains(h.log.String(), "123-45-6789") {
+		t.Errorf("attributes reached the log")
+	}
+}
+
+func TestCallbackREST(t *testing.T) {
+	h := newHarness(t)
+	before := time.Now()
+	wantJSON(t, h.post(t, "/assignment_callback", callbackParams(`{"kind":"rest"}`)), 200, `{}`)
+	after := time.Now()
+
+	delayed := callbackParams(`{"kind":"delayed"}`)
+	delayed.Set("ReservationSid", "WR00000000000000000000000000000002")
+	wantJSON(t, h.post(t, "/assignment_callback", delayed), 200, `{}`)
+
+	acts := h.outbox.Actions()
+	if len(acts) != 2 {
+		t.Fatalf("outbox got %d actions; want 2", len(acts))
+	}
+	a := acts[0]
+	if a.ReservationSid != "WR0123456789abcdef0123456789abcdef" || a.TaskSid != "WT0123456789abcdef0123456789abcdef" ||
+		a.WorkspaceSid != "WS0123456789abcdef0123456789abcdef" || a.WorkerSid != "WK0123456789abcdef0123456789abcdef" || a.Rule != "rest-accept" {
+		t.Errorf("action = %+v; want the callback's SIDs and rule rest-accept", a)
+	}
+	if got := a.Params.Encode(); got != "ReservationStatus=accepted" {
+		t.Errorf("action params = %s; want ReservationStatus=accepted", got)
+	}
+	if a.Received.Before(before) || a.Received.After(after) || !a.Due.Equal(a.Received) || !a.Deadline.Equal(a.Received.Add(120*time.Second)) {
+		t.Errorf("action times received %v due %v deadline %v; want received during the call, due then, deadline 120s later", a.Received, a.Due, a.Deadline)
+	}
+	d := acts[1]
+	if !d.Due.Equal(d.Received.Add(2*time.Second)) || d.Params.Get("Instruction") != "call" || d.Params.Get("CallFrom") != "+15005550006" {
+		t.Errorf("delayed action = %+v; want due 2s after it was received, a call from +15005550006", d)
+	}
+
+	// A second callback for the same reservation queues nothing, and is still answered {}.
+	wantJSON(t, h.post(t, "/assignment_callback", callbackParams(`{"kind":"rest"}`)), 200, `{}`)
+	if n := len(h.outbox.Actions()); n != 2 {
+		t.Errorf("outbox has %d actions after a duplicate callback; want 2", n)
+	}
+	if recs := h.log.lines(t, "callback"); len(recs) != 3 || recs[2]["duplicate"] != true || recs[2]["via"] != "rest" {
+		t.Errorf("duplicate callback's log line = %v; want duplicate=true via=rest", recs[len(recs)-1])
+	}
+	if got := testutil.ToFloat64(h.metrics.callbacks.WithLabelValues("rest-accept", "accept", OutcomeDeferred)); got != 2 {
+		t.Errorf("callbacks{rest-accept, accept, deferred} = %v; want 2", got)
+	}
+}
+
+func TestCallbackOutboxFails(t *testing.T) {
+	h := newHarness(t)
+	h.outbox.set(func(f *fakeOutbox) { f.err = errStore })
+
+	// Without a delay the instruction is better answered now than lost.
+	wantJSON(t, h.post(t, "/assignment_callback", callbackParams(`{"kind":"rest"}`)), 200, `{"instruction":"accept"}`)
+	// With one, 503 sends TaskRouter to the fallback URL.
+	e := wantError(t, h.post(t, "/assignment_callback", callbackParams(`{"kind":"delayed"}`)), 503)
+	if strings.Contains(e["error"].(string), "disk full") {
+		t.Errorf("503 body %v leaks the internal error", e)
+	}
+	if got := testutil.ToFloat64(h.metrics.callbacks.WithLabelValues("delayed-call", "call", OutcomeUnavailable)); got != 1 {
+		t.Errorf("callbacks{delayed-call, call, unavailable} = %v; want 1", got)
+	}
+	if len(h.log.lines(t, "outbox refused the decision; answering it synchronously instead")) != 1 ||
+		len(h.log.lines(t, "outbox refused a delayed decision; answered 503")) != 1 {
+		t.Errorf("outbox failures not logged:\n%s", h.log.String())
+	}
+}
+
+func TestCallbackRESTNeedsSids(t *testing.T) {
+	h := newHarness(t)
+	p := callbackParams(`{"kind":"rest"}`)
+	p.Del("ReservationSid")
+	wantError(t, h.post(t, "/assignment_callback", p), 400)
+	if n := len(h.outbox.Actions()); n != 0 {
+		t.Errorf("outbox got %d actions for a callback without a ReservationSid", n)
+	}
+}
+
+// A decision that misses the response budget is answered {} at the budget, and handed to
+// the outbox when it is ready.
+func TestCallbackResponseBudget(t *testing.T) {
+	release := make(chan struct{})
+	h := newHarness(t, func(o *Options) {
+		o.ResponseBudget = time.Millisecond
+		o.beforeDecide = func() { <-release } // the engine is "slow" until the client has its answer
+	})
+	put := make(chan Action, 1)
+	h.outbox.set(func(f *fakeOutbox) { f.put = put })
+
+	resp := h.post(t, "/assignment_callback", callbackParams(`{"channel":"chat"}`))
+	// The handler is still held: this answer can only have come from the budget.
+	wantJSON(t, resp, 200, `{}`)
+	close(release)
+
+	select {
+	case a := <-put:
+		if a.Rule != "chat" || a.Params.Encode() != "ReservationStatus=accepted" || !a.Due.Equal(a.Received) {
+			t.Errorf("late decision's action = %+v; want chat's accept, due at once", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the late decision never reached the outbox")
+	}
+	eventually(t, "the late callback to be counted", func() bool {
+		return testutil.ToFloat64(h.metrics.callbacks.WithLabelValues("chat", "accept", OutcomeDeferred)) == 1
+	})
+	if recs := h.log.lines(t, "callback"); len(recs) != 1 || recs[0]["via"] != "rest" || recs[0]["rule"] != "chat" {
+		t.Errorf("late decision's log line = %v; want rule chat via rest", recs)
+	}
+
+	// A defer that misses the budget has nothing to send.
+	h.outbox.set(func(f *fakeOutbox) { f.put = nil })
+	resp = h.post(t, "/assignment_callback", with(callbackParams(`{}`), "ReservationSid", "WR00000000000000000000000000000009"))
+	wantJSON(t, resp, 200, `{}`)
+	eventually(t, "the late defer to be logged", func() bool { return len(h.log.lines(t, "callback")) == 2 })
+	if n := len(h.outbox.Actions()); n != 1 {
+		t.Errorf("outbox has %d actions; a late defer must add none", n)
+	}
+}
+
+func TestCallbackPanicIsContained(t *testing.T) {
+	var panics atomic.Bool
+	panics.Store(true)
+	h := newHarness(t, func(o *Options) {
+		o.beforeDecide = func() {
+			if panics.Load() {
+				panic("boom")
+			}
+		}
+	})
+	wantError(t, h.post(t, "/assignment_callback", callbackParams(`{}`)), 500)
+	panics.Store(false)
+	wantJSON(t, h.post(t, "/assignment_callback", callbackParams(`{"channel":"chat"}`)), 200, `{"instruction":"accept"}`)
+	if len(h.log.lines(t, "panic in handler")) != 1 {
+		t.Errorf("panic not logged")
+	}
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	h := newHarness(t)
+	get := func(path string) *http.Response {
+		req, _ := http.NewRequest("GET", h.srv.URL+path, nil)
+		return h.do(t, req)
+	}
+	wantJSON(t, get("/healthz"), 200, `{"status":"ok"}`+"\n")
+	wantJSON(t, get("/readyz"), 200, `{"status":"ok","rules":"ok"}`+"\n")
+
+	h.outbox.set(func(f *fakeOutbox) { f.unauthorized = true })
+	wantJSON(t, get("/readyz"), 200, `{"status":"ok","rules":"ok","twilio":"unauthorized"}`+"\n")
+
+	if err := writeFile(h.rulesFile, "version: 2\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.rules.Reload("test"); err == nil {
+		t.Fatal("Reload of a bad file succeeded")
+	}
+	wantJSON(t, get("/readyz"), 200, `{"status":"ok","rules":"stale","twilio":"unauthorized"}`+"\n")
+
+	noOutbox := New(Options{Rules: h.rules, CallbackPaths: []string{"/cb"}})
+	rec := newRecorder(noOutbox, "GET", "/readyz")
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), `"outbox":"not open"`) {
+		t.Errorf("readyz without an outbox = %d %s; want 503 naming the outbox", rec.Code, rec.Body)
+	}
+}
+
+func TestAdmin(t *testing.T) {
+	h := newHarness(t)
+	h.post(t, "/assignment_callback", callbackParams(`{"channel":"chat"}`))
+	admin := NewAdmin(h.rules, h.registry, nil)
+
+	rec := newRecorder(admin, "GET", "/rules")
+	var status struct {
+		Path      string    `json:"path"`
+		Revision  string    `json:"revision"`
+		LoadedAt  time.Time `json:"loaded_at"`
+		LastError []string  `json:"last_error"`
+		Rules     []struct {
+			Name    string `json:"name"`
+			Matches uint64 `json:"matches"`
+		} `json:"rules"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &status); err != nil || rec.Code != 200 {
+		t.Fatalf("GET /rules = %d %s", rec.Code, rec.Body)
+	}
+	if status.Path != h.rulesFile || status.Revision != h.rules.Current().Revision() || status.LoadedAt.IsZero() || len(status.Rules) != 6 {
+		t.Errorf("GET /rules = %+v; want the file, its revision, and 4 rules + default + on_error", status)
+	}
+	for _, r := range status.Rules {
+		if want := map[bool]uint64{true: 1}[r.Name == "chat"]; r.Matches != want {
+			t.Errorf("rule %s matches %d; want %d", r.Name, r.Matches, want)
+		}
+	}
+
+	rec = newRecorder(admin, "GET", "/metrics")
+	for _, want := range []string{
+		`reservist_callbacks_total{instruction="accept",outcome="answered",rule="chat"} 1`,
+		"reservist_callback_duration_seconds_count 1",
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// A good change reloads with its revision; a bad one is refused with every error.
+	if err := writeFile(h.rulesFile, strings.Replace(testRules, "channel == \"chat\"", "channel == \"sms\"", 1)); err != nil {
+		t.Fatal(err)
+	}
+	rec = newRecorder(admin, "POST", "/-/reload")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), h.rules.Current().Revision()) || h.rules.Current().Revision() == status.Revision {
+		t.Errorf("POST /-/reload = %d %s; want 200 with the new revision", rec.Code, rec.Body)
+	}
+	if err := writeFile(h.rulesFile, "version: 1\nrules:\n  - name: Bad\n    when: true\n    do: explode\n"); err != nil {
+		t.Fatal(err)
+	}
+	rec = newRecorder(admin, "POST", "/-/reload")
+	var failed struct {
+		Error  string   `json:"error"`
+		Errors []string `json:"errors"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &failed); err != nil || rec.Code != 400 || len(failed.Errors) < 2 {
+		t.Errorf("POST /-/reload of a bad file = %d %s; want 400 with every error", rec.Code, rec.Body)
+	}
+	for _, l := range failed.Errors {
+		if !strings.HasPrefix(l, h.rulesFile+":") {
+			t.Errorf("reload error %q is not FILE:LINE:COL: message", l)
+		}
+	}
+	rec = newRecorder(admin, "GET", "/rules")
+	if !strings.Contains(rec.Body.String(), `"last_error":["`) || !strings.Contains(rec.Body.String(), `"stale":true`) {
+		t.Errorf("GET /rules after a failed reload = %s; want stale with last_error lines", rec.Body)
+	}
+	if rec := newRecorder(admin, "GET", "/-/reload"); rec.Code != 405 {
+		t.Errorf("GET /-/reload = %d; want 405", rec.Code)
+	}
+}
