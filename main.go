@@ -64,6 +64,8 @@ const usage = `usage:
   reservist check   [--rules FILE] [--strict]
   reservist test    [--rules FILE] [--update] [--run REGEX] [DIR...]
   reservist explain [--rules FILE] CASE
+  reservist schema
+  reservist send    [--url URL] CASE
   reservist version
 
 Run 'reservist COMMAND -h' for a command's flags.
@@ -84,6 +86,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return test(args, getenv, stdout, stderr)
 	case "explain":
 		return explain(args, getenv, stdout, stderr)
+	case "schema":
+		return schemaCmd(args, stdout, stderr)
+	case "send":
+		return send(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "reservist", version())
 		return nil
