@@ -290,6 +290,13 @@ func (o *Outbox) Run(ctx context.Context) error {
 	done := make(chan struct{}, o.concurrency) // one per finished attempt
 	inFlight := 0
 	for {
+		if ctx.Err() != nil {
+			// Attempts cut short put their entries back; start no more.
+			for ; inFlight > 0; inFlight-- {
+				<-done
+			}
+			return nil
+		}
 		now := o.clock.Now()
 		if now.Sub(o.lastGC) >= gcInterval {
 			o.gc(now)
@@ -308,10 +315,6 @@ func (o *Outbox) Run(ctx context.Context) error {
 
 		select {
 		case <-ctx.Done():
-			for ; inFlight > 0; inFlight-- {
-				<-done
-			}
-			return nil
 		case <-done:
 			inFlight--
 		case <-o.wake:
