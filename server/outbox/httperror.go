@@ -19,6 +19,7 @@ type HTTPError struct {
 	RetryAfter time.Duration
 }
 
+// Error says what TaskRouter answered, with Twilio's code when there is one.
 func (e *HTTPError) Error() string {
 	if e.Code == 0 {
 		return fmt.Sprintf("taskrouter answered %d: %s", e.StatusCode, e.Message)

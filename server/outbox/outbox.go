@@ -62,6 +62,12 @@ type Sender interface {
 
 // Clock is the outbox's source of time. Tests replace it to run backoff and
 // delays without waiting for real time to pass.
+//
+// Only Run's scheduler goroutine calls After, for the time until the next
+// action is due (a delay or a retry backoff), and it has at most one such
+// wait outstanding; it abandons a wait when woken for another reason. So a
+// test clock may simply advance its time by d and fire at once: that skips
+// exactly the time the outbox would have slept.
 type Clock interface {
 	Now() time.Time
 	// After is time.After: the channel receives once d has passed.
@@ -72,7 +78,8 @@ type Clock interface {
 // dry-run.
 type Options struct {
 	// Sender carries actions out; nil logs each due action as "dry-run"
-	// and drops it (no Twilio credentials configured).
+	// and drops it (no Twilio credentials configured). Leave it nil rather
+	// than setting a nil *TwilioSender.
 	Sender Sender
 	// Concurrency is the most Send calls in flight at once; default 8.
 	Concurrency int
@@ -216,6 +223,9 @@ func Open(dir string, opts Options) (*Outbox, error) {
 func (o *Outbox) Put(a Action) (queued bool, err error) {
 	if a.ReservationSid == "" || a.TaskSid == "" || a.WorkspaceSid == "" {
 		return false, errors.New("outbox: action needs ReservationSid, TaskSid and WorkspaceSid")
+	}
+	if len(a.Params) == 0 {
+		return false, errors.New("outbox: action needs Params")
 	}
 	if a.Deadline.IsZero() {
 		return false, errors.New("outbox: action needs a Deadline")

@@ -122,7 +122,11 @@ func (h *harness) sender(token string) *outbox.TwilioSender {
 // it dry-run, a missing one uses the fake's credentials.
 func (h *harness) open(opts outbox.Options) *outbox.Outbox {
 	h.t.Helper()
-	h.reg = prometheus.NewRegistry()
+	// One registry for every open: Close unregisters the metrics, so a
+	// reopened outbox registers afresh (its counters start at zero).
+	if h.reg == nil {
+		h.reg = prometheus.NewRegistry()
+	}
 	opts.Registerer = h.reg
 	opts.Clock = h.clock
 	opts.Logger = slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -755,3 +759,24 @@ func TestKillChild(t *testing.T) {
 type senderFunc func(ctx context.Context, a outbox.Action) error
 
 func (f senderFunc) Send(ctx context.Context, a outbox.Action) error { return f(ctx, a) }
+
+func TestPutRefusesIncompleteActions(t *testing.T) {
+	h := newHarness(t)
+	h.open(outbox.Options{})
+	for name, edit := range map[string]func(*outbox.Action){
+		"no reservation": func(a *outbox.Action) { a.ReservationSid = "" },
+		"no task":        func(a *outbox.Action) { a.TaskSid = "" },
+		"no workspace":   func(a *outbox.Action) { a.WorkspaceSid = "" },
+		"no params":      func(a *outbox.Action) { a.Params = nil },
+		"no deadline":    func(a *outbox.Action) { a.Deadline = time.Time{} },
+	} {
+		a := h.action(1)
+		edit(&a)
+		if queued, err := h.ob.Put(a); err == nil || queued {
+			t.Errorf("%s: queued=%v err=%v, want an error", name, queued, err)
+		}
+	}
+	if h.ob.Depth() != 0 {
+		t.Errorf("Depth = %d after refused Puts", h.ob.Depth())
+	}
+}
