@@ -410,11 +410,7 @@ func TestPastDeadlineAbandoned(t *testing.T) {
 		h.open(outbox.Options{Sender: h.sender(""), BackoffBase: time.Second, BackoffMax: 4 * time.Second})
 		a := h.action(1)
 		a.Deadline = a.Received.Add(10 * time.Second)
-		faults := make([]taskroutertest.Fault, 1000)
-		for i := range faults {
-			faults[i] = taskroutertest.Fault{Status: 503}
-		}
-		h.fake.Inject(a.ReservationSid, faults...)
+		h.fake.Inject(a.ReservationSid, taskroutertest.Times(1000, taskroutertest.Fault{Status: 503})...)
 		h.put(a)
 		h.run()
 		waitFor(t, "abandonment", func() bool { return h.calls("abandoned") == 1 && h.ob.Depth() == 0 })
@@ -493,6 +489,45 @@ func TestUnauthorized(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), `"twilio_code":20003`) {
 		t.Errorf("log lacks Twilio's code:\n%s", h.logs)
+	}
+}
+
+func TestForbidden(t *testing.T) {
+	h := newHarness(t)
+	h.open(outbox.Options{Sender: h.sender("")})
+	a := h.action(1)
+	h.fake.Inject(a.ReservationSid, taskroutertest.Fault{Status: 403})
+	h.put(a)
+	h.run()
+	waitFor(t, "the refusal", func() bool { return h.calls("final_error") == 1 })
+	if !h.ob.Unauthorized() {
+		t.Error("403 did not mark the outbox unauthorized")
+	}
+	if got := len(h.fake.Requests()); got != 1 {
+		t.Errorf("%d requests, want 1", got)
+	}
+}
+
+func TestForgottenAfterDeadline(t *testing.T) {
+	h := newHarness(t)
+	h.open(outbox.Options{Sender: h.sender("")})
+	a := h.action(1)
+	h.put(a)
+	h.run()
+	waitFor(t, "the action to be sent", func() bool { return h.calls("ok") == 1 })
+	if h.put(a) {
+		t.Fatal("duplicate queued before the deadline")
+	}
+	h.clock.After(121 * time.Second) // the reservation's deadline passes
+	b := h.action(1)                 // same reservation, new callback, new deadline
+	if !h.put(b) {
+		t.Fatal("reservation still remembered after its deadline")
+	}
+	waitFor(t, "the second action", func() bool { return h.calls("final_error") == 1 })
+	// TaskRouter itself refuses the second update: the reservation is
+	// no longer pending.
+	if d := cmp.Diff([]int{200, 400}, statuses(h.fake.Requests())); d != "" {
+		t.Errorf("attempts (-want +got):\n%s", d)
 	}
 }
 

@@ -188,6 +188,15 @@ func (s *Server) Inject(reservationSid string, faults ...Fault) {
 	s.faults[reservationSid] = append(s.faults[reservationSid], faults...)
 }
 
+// Times returns n copies of f, to Inject "the next n requests fail".
+func Times(n int, f Fault) []Fault {
+	out := make([]Fault, n)
+	for i := range out {
+		out[i] = f
+	}
+	return out
+}
+
 // Requests returns a copy of every request received so far, in arrival order.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
