@@ -78,8 +78,8 @@ type Clock interface {
 // dry-run.
 type Options struct {
 	// Sender carries actions out; nil logs each due action as "dry-run"
-	// and drops it (no Twilio credentials configured). Leave it nil rather
-	// than setting a nil *TwilioSender.
+	// and drops it (no Twilio credentials configured); so does a nil
+	// *TwilioSender.
 	Sender Sender
 	// Concurrency is the most Send calls in flight at once; default 8.
 	Concurrency int
@@ -158,6 +158,9 @@ func Open(dir string, opts Options) (*Outbox, error) {
 		backoffMax:  opts.BackoffMax,
 		wake:        make(chan struct{}, 1),
 		pending:     make(map[string]*entry),
+	}
+	if ts, ok := o.sender.(*TwilioSender); ok && ts == nil {
+		o.sender = nil // a nil *TwilioSender in the interface: no credentials
 	}
 	if o.concurrency <= 0 {
 		o.concurrency = DefaultConcurrency
