@@ -4,7 +4,10 @@ import (
 	"crypto/tls"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
+
+	"github.com/twilio/twilio-go/client"
 )
 
 // The vectors Twilio publishes for its request validator: the webhook-security page's worked
@@ -131,5 +134,62 @@ func TestSignedURL(t *testing.T) {
 				t.Errorf("signedURL(%v, %s) = %q; want %q", tt.public, tt.target, got, tt.want)
 			}
 		})
+	}
+}
+
+// FuzzValidatorAgreesWithTwilioGo holds Validator to twilio-go's RequestValidator, which
+// the SPEC names, on URLs that twilio-go's own parsing leaves unchanged.
+func FuzzValidatorAgreesWithTwilioGo(f *testing.F) {
+	f.Add("https://mycompany.com/myapp.php?foo=1&bar=2", "Digits=1234&CallSid=CA1234567890ABCDE&Reason=Participant&ReasonConferenceEnded=test", "12345", "vOEb5UThFn24KEfnOFLQY2AE5FY=")
+	f.Add("http://mycompany.com:1234/myapp.php?foo=1&bar=2", "a=1", "12345", "")
+	f.Add("https://reservist.example.com:443/assignment_callback", "TaskAttributes=%7B%7D", "tok", "x")
+	f.Add("http://u:p@127.0.0.1:8080/cb?x=%2F", "", "t", "")
+	f.Fuzz(func(t *testing.T, rawURL, form, token, sig string) {
+		params, err := url.ParseQuery(form)
+		if err != nil {
+			return
+		}
+		u, err := url.Parse(rawURL)
+		if err != nil || u.String() != rawURL || u.Host == "" || strings.ContainsAny(u.Host, "[]") || strings.HasSuffix(u.Host, ":") {
+			return // twilio-go would validate a re-serialised URL, or mangles IPv6 hosts
+		}
+		first := map[string]string{}
+		for k, vs := range params {
+			first[k] = vs[0]
+		}
+		with, without := portVariants(rawURL)
+		ref := client.NewRequestValidator(token)
+		v := NewValidator(token)
+		for _, s := range []string{sig, sign(token, rawURL, params), sign(token, with, params), sign(token, without, params)} {
+			if got, want := v.Valid(rawURL, params, s), ref.Validate(rawURL, first, s); got != want {
+				t.Fatalf("Valid(%q, %q, %q) = %v; twilio-go says %v", rawURL, form, s, got, want)
+			}
+		}
+	})
+}
+
+// portVariants is rawURL with its port (or the scheme's default) and without any.
+func portVariants(rawURL string) (with, without string) {
+	head, port, tail, def := splitPort(rawURL)
+	if port == "" {
+		port = def
+	}
+	return head + port + tail, head + tail
+}
+
+func TestPortVariants(t *testing.T) {
+	tests := []struct{ in, with, without string }{
+		{"https://h.example.com/p?q=1", "https://h.example.com:443/p?q=1", "https://h.example.com/p?q=1"},
+		{"http://h.example.com/p", "http://h.example.com:80/p", "http://h.example.com/p"},
+		{"http://127.0.0.1:8080/p?x=:1", "http://127.0.0.1:8080/p?x=:1", "http://127.0.0.1/p?x=:1"},
+		{"https://u:p@h:1234?x", "https://u:p@h:1234?x", "https://u:p@h?x"},
+		{"http://[::1]:80/p", "http://[::1]:80/p", "http://[::1]/p"},
+		{"http://[::1]/p", "http://[::1]:80/p", "http://[::1]/p"},
+		{"nonsense", "nonsense", "nonsense"},
+	}
+	for _, tt := range tests {
+		if with, without := portVariants(tt.in); with != tt.with || without != tt.without {
+			t.Errorf("portVariants(%q) = %q, %q; want %q, %q", tt.in, with, without, tt.with, tt.without)
+		}
 	}
 }

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/reservist/reservist/server/taskroutertest"
+)
+
+// BenchmarkCallback compares a signed callback through the whole server — run(), chi,
+// signature check, the example rules down to their last rule, metrics and the decision log
+// — with a bare net/http handler that parses the form and answers {}. Both run over
+// loopback TCP with the same client, in parallel.
+//
+//	go test -run XXX -bench Callback -benchtime 3s .
+func BenchmarkCallback(b *testing.B) {
+	// A voice call that no earlier rule takes: every `when` in the example is evaluated and
+	// the last rule renders templates.
+	params := callback(1, `{"call_sid":"CA0123456789abcdef0123456789abcdef","language":"en","channel":"voice"}`)
+	body := params.Encode()
+
+	b.Run("bare", func(b *testing.B) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := r.ParseForm(); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte("{}"))
+		}))
+		defer srv.Close()
+		benchPost(b, srv.URL+"/assignment_callback", body, "", "{}")
+	})
+
+	b.Run("reservist", func(b *testing.B) {
+		env := map[string]string{"TWILIO_ACCOUNT_SID": taskroutertest.DefaultAccountSid, "TWILIO_AUTH_TOKEN": taskroutertest.DefaultAuthToken}
+		s := startServe(b, mustRead(b, "testdata/example/rules.yaml"), env, "--admin-listen", "off")
+		s.log.discard.Store(true) // keep the decision log's cost, not a growing copy of it
+		u := s.url + "/assignment_callback"
+		want := `{"instruction":"dequeue","to":"client:alice","from":"+15005550006","post_work_activity_sid":"WA0123456789abcdef0123456789abcdef"}`
+		benchPost(b, u, body, testSign(s.token, u, params), want)
+	})
+}
+
+func benchPost(b *testing.B, u, body, sig, want string) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("POST", u, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if sig != "" {
+				req.Header.Set("X-Twilio-Signature", sig)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(got) != want {
+				b.Errorf("answer %d %s; want 200 %s", resp.StatusCode, got, want)
+				return
+			}
+		}
+	})
+}
