@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -308,11 +309,11 @@ func (c *callback) reportProblems(d *engine.Decision) {
 		c.metrics.ruleErrors.WithLabelValues(re.Rule).Inc()
 		c.log.LogAttrs(context.Background(), slog.LevelWarn, "rule condition failed; the rule did not match",
 			slog.String("reservation_sid", d.ReservationSid), slog.String("rule", re.Rule),
-			slog.String("error", firstLine(re.Err.Error())))
+			slog.String("error", redact(re.Err.Error())))
 	}
 	if d.Err != nil {
 		c.log.LogAttrs(context.Background(), slog.LevelWarn, "callback cannot be decided; on_error answers",
-			slog.String("reservation_sid", d.ReservationSid), slog.String("error", firstLine(d.Err.Error())))
+			slog.String("reservation_sid", d.ReservationSid), slog.String("error", redact(d.Err.Error())))
 	}
 }
 
@@ -336,12 +337,22 @@ func (c *callback) logForbidden(r *http.Request, validated string, params url.Va
 	c.log.LogAttrs(context.Background(), slog.LevelWarn, "callback signature check failed", attrs...)
 }
 
-// firstLine keeps error text to its first line: expr's run-time errors go on with the
-// expression source and a caret, which belong in `reservist explain`, not in every log line.
-func firstLine(s string) string {
+// Values that error messages quote: a template's result (`not the string "…"`, `not 5000`)
+// can be an attribute, and attributes hold personal data.
+var (
+	quoted   = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+	numbered = regexp.MustCompile(`\b(number|not) -?[0-9][0-9.e+-]*`)
+)
+
+// redact makes an engine error fit for the log: its first line (expr adds the source and a
+// caret below, which belong in `reservist explain`), without the values it quotes, and
+// bounded in length.
+func redact(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i]
 	}
+	s = quoted.ReplaceAllString(s, `"…"`)
+	s = numbered.ReplaceAllString(s, "$1 …")
 	const max = 300
 	if len(s) > max {
 		s = s[:max] + "…"

@@ -258,6 +258,49 @@ func TestCallbackRuleErrors(t *testing.T) {
 	}
 }
 
+// A `with` template that fails sends the callback to on_error; the log says why without the
+// attribute values the error quotes.
+func TestCallbackTemplateErrorsAreRedacted(t *testing.T) {
+	h := newHarness(t)
+	for _, attrs := range []string{`{"kind":"ring","ring":98765}`, `{"kind":"ring","ring":"private-value"}`, `{"kind":"ring","ring":20,"to":7770777}`} {
+		resp := h.post(t, "/assignment_callback", callbackParams(attrs))
+		wantJSON(t, resp, 200, `{"instruction":"reject","activity_sid":"WAfedcba9876543210fedcba9876543210"}`)
+	}
+	recs := h.log.lines(t, "callback cannot be decided; on_error answers")
+	if len(recs) != 3 {
+		t.Fatalf("%d on_error log lines; want 3:\n%s", len(recs), h.log)
+	}
+	for _, rec := range recs {
+		if msg, _ := rec["error"].(string); !strings.Contains(msg, "ring") || !strings.Contains(msg, "timeout") && !strings.Contains(msg, "to") {
+			t.Errorf("on_error log error %q does not say which rule and field", msg)
+		}
+	}
+	for _, rec := range recs {
+		for _, secret := range []string{"98765", "private-value", "7770777"} {
+			if msg, _ := rec["error"].(string); strings.Contains(msg, secret) {
+				t.Errorf("attribute value %q reached the log: %s", secret, msg)
+			}
+		}
+	}
+	if strings.Contains(h.log.String(), "private-value") {
+		t.Errorf("attribute value reached the log:\n%s", h.log)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`ring: with timeout: timeout must be a number from 1 to 999, not 98765`, `ring: with timeout: timeout must be a number from 1 to 999, not …`},
+		{`ring: with to: to must be a string, not the number 1.5e3`, `ring: with to: to must be a string, not the number …`},
+		{`with record: record must be one of "a", "b", not "my \"secret\""`, `with record: record must be one of "…", "…", not "…"`},
+		{"invalid operation: > (mismatched types string and int)\n | task.attributes.n > 3\n | ^", "invalid operation: > (mismatched types string and int)"},
+	}
+	for _, tt := range tests {
+		if got := redact(tt.in); got != tt.want {
+			t.Errorf("redact(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
 func TestCallbackDecisionLog(t *testing.T) {
 	h := newHarness(t)
 	h.post(t, "/assignment_callback", callbackParams(`{"channel":"chat","ssn":"123-45-6789"}`))
@@ -467,8 +510,8 @@ func TestAdmin(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &status); err != nil || rec.Code != 200 {
 		t.Fatalf("GET /rules = %d %s", rec.Code, rec.Body)
 	}
-	if status.Path != h.rulesFile || status.Revision != h.rules.Current().Revision() || status.LoadedAt.IsZero() || len(status.Rules) != 6 {
-		t.Errorf("GET /rules = %+v; want the file, its revision, and 4 rules + default + on_error", status)
+	if status.Path != h.rulesFile || status.Revision != h.rules.Current().Revision() || status.LoadedAt.IsZero() || len(status.Rules) != 7 {
+		t.Errorf("GET /rules = %+v; want the file, its revision, and 5 rules + default + on_error", status)
 	}
 	for _, r := range status.Rules {
 		if want := map[bool]uint64{true: 1}[r.Name == "chat"]; r.Matches != want {

@@ -51,6 +51,12 @@ rules:
   - name: chat
     when: task.attributes.channel == "chat"
     do: accept
+  - name: ring
+    when: task.attributes.kind == "ring"
+    do: dequeue
+    with:
+      timeout: ${ task.attributes.ring }
+      to: ${ task.attributes.to }
 default:
   do: defer
 on_error:
