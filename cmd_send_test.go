@@ -1,85 +1,26 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/twilio/twilio-go/client"
 
 	"github.com/reservist/reservist/server"
 )
 
-// lineWriter hands each complete line written to it to a channel, for reading a server's log
-// as it runs.
-type lineWriter struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	lines chan string
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	for {
-		line, err := w.buf.ReadString('\n')
-		if err != nil {
-			w.buf.WriteString(line) // not finished yet
-			return len(p), nil
-		}
-		select {
-		case w.lines <- line:
-		default: // nobody is reading any more
-		}
-	}
-}
-
-// serveExample runs `reservist serve` through run() with the example rules on a free
-// loopback port, with the environment and extra flags given, and returns the callback
-// listener's address. The server stops when the test ends.
+// serveExample starts `reservist serve` with the example rules through serve_test.go's
+// startServe and returns its callback listener's base URL.
 func serveExample(t *testing.T, env map[string]string, flags ...string) string {
 	t.Helper()
-	args := append([]string{"serve",
-		"--rules", "testdata/example/rules.yaml",
-		"--listen", "127.0.0.1:0",
-		"--admin-listen", "off",
-		"--state-dir", t.TempDir(),
-		"--reload-poll", "0",
-		// Nothing a test sends may reach the real Twilio.
-		"--twilio-base-url", "http://127.0.0.1:1",
-	}, flags...)
-	logs := &lineWriter{lines: make(chan string, 64)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, io.Discard, logs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve returned %v", err)
-		}
-	})
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case line := <-logs.lines:
-			var entry struct{ Msg, Callback string }
-			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "listening" {
-				return entry.Callback
-			}
-		case err := <-done:
-			done <- err // for the cleanup
-			t.Fatalf("serve stopped before listening: %v", err)
-		case <-timeout:
-			t.Fatal("serve did not log that it is listening within 10s")
-		}
-	}
+	// Nothing a test sends may reach the real Twilio.
+	flags = append([]string{"--twilio-base-url", "http://127.0.0.1:1"}, flags...)
+	return startServe(t, mustRead(t, "testdata/example/rules.yaml"), env, flags...).url
 }
 
 // runSend runs `reservist send` through run() and returns its output and exit code.
@@ -118,8 +59,7 @@ func answer(t *testing.T, stdout string) (status string, body map[string]any) {
 func TestSendSigned(t *testing.T) {
 	const token = "0123456789abcdef0123456789abcdef"
 	env := map[string]string{"TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef", "TWILIO_AUTH_TOKEN": token}
-	addr := serveExample(t, env)
-	callback := "http://" + addr + "/assignment_callback"
+	callback := serveExample(t, env) + "/assignment_callback"
 
 	for _, c := range []string{"testdata/example/cases/vip-voice.yaml", "testdata/example/cases/voice.form"} {
 		t.Run(c, func(t *testing.T) {
@@ -166,8 +106,7 @@ func TestSendSigned(t *testing.T) {
 func TestSendPublicURL(t *testing.T) {
 	const token = "secret"
 	env := map[string]string{"TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef", "TWILIO_AUTH_TOKEN": token}
-	addr := serveExample(t, env, "--public-url", "https://callbacks.example.com")
-	callback := "http://" + addr + "/assignment_callback"
+	callback := serveExample(t, env, "--public-url", "https://callbacks.example.com") + "/assignment_callback"
 	c := "testdata/example/cases/sms.yaml"
 
 	stdout, stderr, code := runSend(t, env, "--url", callback, "--public-url", "https://callbacks.example.com", c)
@@ -210,13 +149,7 @@ func TestSignature(t *testing.T) {
 		t.Errorf("signature(12345, %q, docs) = %q; want %q (Twilio's webhook security page)", docsURL, got, want)
 	}
 
-	f, err := os.Open("testdata/example/cases/voice.form")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	raw, _ := bufio.NewReader(f).ReadString('\n')
-	form, err := url.ParseQuery(strings.TrimSpace(raw))
+	form, err := url.ParseQuery(strings.TrimSpace(mustRead(t, "testdata/example/cases/voice.form")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,6 +162,10 @@ func TestSignature(t *testing.T) {
 		sig := signature("tok", u, form)
 		if !server.NewValidator("tok").Valid(u, form, sig) {
 			t.Errorf("the server's validator refuses signature(tok, %q, form) = %q", u, sig)
+		}
+		rv := client.NewRequestValidator("tok")
+		if !rv.ValidateBody(u, []byte(form.Encode()), sig) {
+			t.Errorf("twilio-go's validator refuses signature(tok, %q, form) = %q", u, sig)
 		}
 		if server.NewValidator("other").Valid(u, form, sig) {
 			t.Errorf("a validator with another token accepts signature(tok, %q, form)", u)

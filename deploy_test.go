@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -525,13 +524,13 @@ func TestDeployKubernetes(t *testing.T) {
 func TestDeployProbePaths(t *testing.T) {
 	var dep deployment
 	readManifests(t).one(t, "Deployment", &dep)
-	addr := serveExample(t, nil)
+	base := serveExample(t, nil)
 	for _, c := range dep.Spec.Template.Spec.Containers {
 		for _, p := range []*probe{c.LivenessProbe, c.ReadinessProbe} {
 			if c.Name != "reservist" || p == nil || p.HTTPGet == nil {
 				continue
 			}
-			resp, err := http.Get(fmt.Sprintf("http://%s%s", addr, p.HTTPGet.Path))
+			resp, err := http.Get(base + p.HTTPGet.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
