@@ -3,6 +3,9 @@
 // rules/parse.go — so a new instruction, field or key reaches the schema without anyone
 // editing it by hand.
 //
+// The schema uses only keywords that mean the same in draft-07, which editors' YAML language
+// servers implement, as in 2020-12.
+//
 // The schema is structural: it knows keys, types, enums, ranges and the shape of SIDs and
 // URLs, but not expressions, so `reservist check` stays the authority. Wherever the validator
 // accepts a `${ … }` template, so does the schema.
@@ -70,7 +73,9 @@ func Generate() (map[string]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		def["$ref"] = "#/$defs/decision"
+		// In allOf, not beside the other keywords: draft-07 validators, which most editors'
+		// YAML servers still are, ignore the siblings of a $ref.
+		def["allOf"] = []any{obj{"$ref": "#/$defs/decision"}}
 		g.defs[name] = def
 	}
 	g.defs["decision"] = obj{

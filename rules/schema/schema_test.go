@@ -21,7 +21,17 @@ import (
 
 // compile turns the generated schema into a validator; the compiler also checks it against
 // the draft 2020-12 meta-schema.
-func compile(t *testing.T) *jsonschema.Schema {
+func compile(t *testing.T) *jsonschema.Schema { return compileAs(t, nil) }
+
+// drafts are the dialects the schema is read in: its own, and draft-07, which editors' YAML
+// language servers implement.
+var drafts = []struct {
+	name  string
+	draft *jsonschema.Draft
+}{{"2020-12", nil}, {"draft-07", jsonschema.Draft7}}
+
+// compileAs compiles the schema, read as draft instead of its $schema when draft is not nil.
+func compileAs(t *testing.T, draft *jsonschema.Draft) *jsonschema.Schema {
 	t.Helper()
 	out, err := schema.JSON()
 	if err != nil {
@@ -32,6 +42,10 @@ func compile(t *testing.T) *jsonschema.Schema {
 		t.Fatalf("schema.JSON() is not JSON: %v", err)
 	}
 	c := jsonschema.NewCompiler()
+	if draft != nil {
+		delete(doc.(map[string]any), "$schema")
+		c.DefaultDraft(draft)
+	}
 	if err := c.AddResource("rules.schema.json", doc); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +140,12 @@ func problems(err error) []string {
 }
 
 func TestGoodFilesPass(t *testing.T) {
-	sch := compile(t)
+	for _, d := range drafts {
+		t.Run(d.name, func(t *testing.T) { testGoodFilesPass(t, compileAs(t, d.draft)) })
+	}
+}
+
+func testGoodFilesPass(t *testing.T, sch *jsonschema.Schema) {
 	files, err := filepath.Glob("../../testdata/good/*.good.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no good fixtures: %v", err)
@@ -148,7 +167,12 @@ func TestGoodFilesPass(t *testing.T) {
 // TestBadFilesFail checks that the schema catches the structural mistakes of the bad
 // fixtures, each where it is, and nothing else. What it cannot see is listed beside each.
 func TestBadFilesFail(t *testing.T) {
-	sch := compile(t)
+	for _, d := range drafts {
+		t.Run(d.name, func(t *testing.T) { testBadFilesFail(t, compileAs(t, d.draft)) })
+	}
+}
+
+func testBadFilesFail(t *testing.T, sch *jsonschema.Schema) {
 	tests := []struct {
 		file string
 		want []string
@@ -353,4 +377,36 @@ func TestGenerateIsStable(t *testing.T) {
 	if !bytes.Contains(a, []byte(`"$schema": "`+schema.Draft+`"`)) {
 		t.Errorf("schema.JSON() does not name its draft %s", schema.Draft)
 	}
+}
+
+// TestDraft07Compatible keeps the schema within what draft-07 validators (yaml-language-server
+// and so most editors) understand the same way: no keyword newer than draft-07, and no $ref
+// with siblings, which draft-07 ignores.
+func TestDraft07Compatible(t *testing.T) {
+	s, err := schema.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := []string{"prefixItems", "unevaluatedProperties", "unevaluatedItems", "dependentRequired",
+		"dependentSchemas", "$dynamicRef", "$dynamicAnchor", "$anchor", "minContains", "maxContains"}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if slices.Contains(newer, k) {
+					t.Errorf("%s uses %s, which draft-07 does not know", path, k)
+				}
+				if _, ok := x["$ref"]; ok && k != "$ref" && k != "description" {
+					t.Errorf("%s has %s beside $ref; draft-07 ignores it (wrap the $ref in allOf)", path, k)
+				}
+				walk(path+"/"+k, e)
+			}
+		case []any:
+			for i, e := range x {
+				walk(fmt.Sprintf("%s/%d", path, i), e)
+			}
+		}
+	}
+	walk("", s)
 }
