@@ -823,3 +823,37 @@ func TestServeFlagBeatsEnvPaths(t *testing.T) {
 		t.Errorf("POST /a = %d; want 404: the flag replaces the environment's list", status)
 	}
 }
+
+// --reload-cases keeps rules that fail their golden cases from serving, at start and on
+// reload.
+func TestServeReloadCases(t *testing.T) {
+	cases, err := filepath.Abs("testdata/example/cases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := mustRead(t, "testdata/example/rules.yaml")
+	broken := strings.Replace(example, `when: task.attributes.channel in ["chat", "sms"]`, `when: task.attributes.channel in ["sms"]`, 1)
+	if broken == example {
+		t.Fatal("the example rules changed; update this test's edit")
+	}
+
+	s := startServe(t, example, nil, "--reload-cases", cases)
+	if err := os.WriteFile(s.rules, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", s.admin+"/-/reload", nil)
+	if status, got := do(t, req); status != 400 || !strings.Contains(got, "chat") {
+		t.Errorf("POST /-/reload of rules failing their cases = %d %s; want 400 naming the failing case", status, got)
+	}
+	if _, got := s.post(t, "/assignment_callback", callback(1, `{"channel":"chat"}`)); got != `{"instruction":"accept"}` {
+		t.Errorf("after a refused reload, chat = %s; want the old rules' accept", got)
+	}
+
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(bad, []byte(broken), 0o644)
+	code, stderr := exitOf(t, nil, "--rules", bad, "--reload-cases", cases, "--listen", "127.0.0.1:0", "--admin-listen", "off", "--state-dir", filepath.Join(dir, "state"))
+	if code != 1 || !strings.Contains(stderr, "--reload-cases") {
+		t.Errorf("serve with rules failing their cases = exit %d:\n%s\nwant exit 1 naming --reload-cases", code, stderr)
+	}
+}
