@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/reservist/reservist/server/taskroutertest"
@@ -66,6 +67,44 @@ func benchPost(b *testing.B, u, body, sig, want string) {
 			resp.Body.Close()
 			if resp.StatusCode != 200 || string(got) != want {
 				b.Errorf("answer %d %s; want 200 %s", resp.StatusCode, got, want)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkCallbackREST is a `via: rest` callback: the {} answer waits for the outbox to
+// store the action durably (bbolt, synced), never for the REST call, which goes to a fake
+// TaskRouter in the background. Every callback names a new reservation, so every one
+// writes.
+func BenchmarkCallbackREST(b *testing.B) {
+	fake := taskroutertest.NewServer(taskroutertest.Config{})
+	defer fake.Close()
+	s := startServe(b, mustRead(b, "testdata/example/rules.yaml"), credentials(fake), "--admin-listen", "off", "--twilio-base-url", fake.URL)
+	s.log.discard.Store(true)
+	u := s.url + "/assignment_callback"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	var n atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			// gold tier, priority 10: the example's high-value rule, accept via rest
+			params := callback(n.Add(1), `{"customer":{"tier":"gold"}}`)
+			params.Set("TaskPriority", "10")
+			req, _ := http.NewRequest("POST", u, strings.NewReader(params.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("X-Twilio-Signature", testSign(s.token, u, params))
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(got) != "{}" {
+				b.Errorf("answer %d %s; want 200 {}", resp.StatusCode, got)
 				return
 			}
 		}
