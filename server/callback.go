@@ -64,14 +64,7 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	received := time.Now()
 	params, err := c.params(r)
 	if err != nil {
-		if err == errMethod {
-			w.Header().Set("Allow", "GET, POST")
-		}
-		respondError(w, err)
-		c.metrics.callback("", "", OutcomeBadRequest, time.Since(received))
-		c.log.LogAttrs(context.Background(), slog.LevelInfo, "callback refused",
-			slog.Int("status", statusOf[err]), slog.String("reason", err.Error()),
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
+		c.refuse(w, r, err, received)
 		return
 	}
 	if c.validator != nil {
@@ -93,81 +86,121 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	late := !answeredAt.IsZero()
 	rs.CountMatch(d.Rule)
 	c.reportProblems(d)
+	var res result
+	if late {
+		res = c.handOver(d, received)
+	} else {
+		res = c.answer(w, d, received)
+		answeredAt = time.Now()
+	}
+	c.record(d, res, answeredAt.Sub(received))
+}
 
-	via, outcome, duplicate := string(d.Via()), OutcomeAnswered, false
+// result is how a decision was carried out, for the metrics and the decision log.
+type result struct {
+	via       rules.Via
+	outcome   string
+	duplicate bool // the outbox already had an action for the reservation
+}
+
+// answer answers a decision that is ready in time: the instruction, or {} once the outbox
+// has stored what goes by REST.
+func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received time.Time) result {
+	res := result{via: d.Via(), outcome: OutcomeAnswered}
 	switch {
-	case late:
-		// {} is already answered: the outbox carries the decision out.
-		via, outcome = string(rules.REST), OutcomeDeferred
-		switch {
-		case d.Instruction() == rules.Defer:
-		case !restable(d):
-			c.log.LogAttrs(context.Background(), slog.LevelWarn, "decision missed the response budget and cannot go by REST: the callback lacks ReservationSid, TaskSid or WorkspaceSid",
-				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule))
-		default:
-			if queued, err := c.put(d, received); err != nil {
-				c.log.LogAttrs(context.Background(), slog.LevelError, "decision lost: it missed the response budget and the outbox refused it",
-					slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
-			} else {
-				duplicate = !queued
-			}
+	case !d.REST():
+		respondJSON(w, http.StatusOK, d.Response())
+		if d.Instruction() == rules.Defer {
+			res.outcome = OutcomeDeferred
 		}
-	case d.REST() && !restable(d):
+	case !restable(d):
 		// TaskRouter always sends these; a callback without them was made by hand.
 		respondError(w, errNoSids)
-		outcome = OutcomeBadRequest
-	case d.REST():
+		res.outcome = OutcomeBadRequest
+	default:
 		queued, err := c.put(d, received)
 		switch {
 		case err == nil:
 			respondJSON(w, http.StatusOK, d.Response())
-			outcome, duplicate = OutcomeDeferred, !queued
+			res.outcome, res.duplicate = OutcomeDeferred, !queued
 		case d.Delay() == 0:
 			// Better the instruction now than no decision at all.
 			respondJSON(w, http.StatusOK, d.Answer())
-			via = string(rules.Response)
+			res.via = rules.Response
 			c.log.LogAttrs(context.Background(), slog.LevelWarn, "outbox refused the decision; answering it synchronously instead",
 				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
 		default:
 			// A delayed decision cannot be answered now: 503 sends TaskRouter to the
 			// Workflow's fallback URL.
 			respondError(w, errUnavailable)
-			outcome = OutcomeUnavailable
+			res.outcome = OutcomeUnavailable
 			c.log.LogAttrs(context.Background(), slog.LevelError, "outbox refused a delayed decision; answered 503",
 				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
 		}
-	default:
-		respondJSON(w, http.StatusOK, d.Response())
-		if d.Instruction() == rules.Defer {
-			outcome = OutcomeDeferred
-		}
 	}
-	if d.Rule == "on_error" && (outcome == OutcomeAnswered || outcome == OutcomeDeferred) {
-		outcome = OutcomeOnError
+	if d.Rule == "on_error" && (res.outcome == OutcomeAnswered || res.outcome == OutcomeDeferred) {
+		res.outcome = OutcomeOnError
 	}
-	if !late {
-		answeredAt = time.Now()
-	}
-	took := answeredAt.Sub(received)
-	c.metrics.callback(d.Rule, d.Instruction(), outcome, took)
+	return res
+}
 
+// handOver gives the outbox a decision that missed the response budget: {} is answered
+// already.
+func (c *callback) handOver(d *engine.Decision, received time.Time) result {
+	res := result{via: rules.REST, outcome: OutcomeDeferred}
+	if d.Rule == "on_error" {
+		res.outcome = OutcomeOnError
+	}
+	switch {
+	case d.Instruction() == rules.Defer:
+		// {} was the decision anyway.
+	case !restable(d):
+		c.log.LogAttrs(context.Background(), slog.LevelWarn, "decision missed the response budget and cannot go by REST: the callback lacks ReservationSid, TaskSid or WorkspaceSid",
+			slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule))
+	default:
+		queued, err := c.put(d, received)
+		if err != nil {
+			c.log.LogAttrs(context.Background(), slog.LevelError, "decision lost: it missed the response budget and the outbox refused it",
+				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
+		}
+		res.duplicate = err == nil && !queued
+	}
+	return res
+}
+
+// record counts a decided callback and writes its decision log line: SIDs, never
+// attributes.
+func (c *callback) record(d *engine.Decision, res result, took time.Duration) {
+	c.metrics.callback(d.Rule, d.Instruction(), res.outcome, took)
 	attrs := [...]slog.Attr{
 		slog.String("reservation_sid", d.ReservationSid),
 		slog.String("task_sid", d.TaskSid),
 		slog.String("worker_sid", d.WorkerSid),
 		slog.String("rule", d.Rule),
 		slog.String("instruction", d.Instruction()),
-		slog.String("via", via),
+		slog.String("via", string(res.via)),
 		slog.Int64("latency_us", took.Microseconds()),
 		slog.String("revision", d.Revision),
-		slog.String("outcome", outcome),
+		slog.String("outcome", res.outcome),
 		slog.Bool("duplicate", true),
 	}
 	n := len(attrs)
-	if !duplicate {
+	if !res.duplicate {
 		n-- // said only when it happens
 	}
 	c.decisions.LogAttrs(context.Background(), slog.LevelInfo, "callback", attrs[:n]...)
+}
+
+// refuse answers a request whose method, size or form is wrong.
+func (c *callback) refuse(w http.ResponseWriter, r *http.Request, err error, received time.Time) {
+	if err == errMethod {
+		w.Header().Set("Allow", "GET, POST")
+	}
+	respondError(w, err)
+	c.metrics.callback("", "", OutcomeBadRequest, time.Since(received))
+	c.log.LogAttrs(context.Background(), slog.LevelInfo, "callback refused",
+		slog.Int("status", statusOf[err]), slog.String("reason", err.Error()),
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
 }
 
 // params reads the callback's parameters: a POST's form body, a GET's query string.
