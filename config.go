@@ -78,19 +78,30 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.rules, "rules", "rules.yaml", "the rules `file`")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "callback listener `address`")
-	fs.Var(paths, "callback-path", "`path` TaskRouter calls; repeatable (default /assignment_callback)")
+	fs.Var(paths, "callback-path", "`path` TaskRouter calls; repeatable")
 	fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:9090", "admin listener `address` (metrics, reload, rules status); off disables it")
-	fs.StringVar(&publicURL, "public-url", "", "scheme://host[:port] TaskRouter uses to reach reservist, for signature checks behind proxies (default: the request's own)")
+	fs.StringVar(&publicURL, "public-url", "", "scheme://host[:port] `URL` TaskRouter uses to reach reservist, for signature checks behind proxies (default: the request's own)")
 	fs.StringVar(&c.stateDir, "state-dir", ".reservist", "`directory` where the REST outbox keeps pending actions (created if missing)")
 	fs.DurationVar(&c.reservationTimeout, "reservation-timeout", 120*time.Second, "the Workflow's TaskReservationTimeout: REST actions are abandoned after it")
 	fs.DurationVar(&c.responseBudget, "response-budget", 3*time.Second, "longest a callback may take before reservist answers {} and finishes by REST")
 	fs.IntVar(&c.restConcurrency, "rest-concurrency", 8, "REST calls in flight at once")
-	fs.StringVar(&c.twilioBaseURL, "twilio-base-url", "https://taskrouter.twilio.com", "where REST calls go (tests, egress proxies)")
+	fs.StringVar(&c.twilioBaseURL, "twilio-base-url", "https://taskrouter.twilio.com", "`URL` where REST calls go (tests, egress proxies)")
 	fs.DurationVar(&c.reloadPoll, "reload-poll", 30*time.Second, "checksum poll of the rules file, besides file-system events; 0 disables")
 	fs.Var(cases, "reload-cases", "golden-case `directory` a new rules file must pass before it replaces the serving one; repeatable")
 	fs.BoolVar(&c.insecureSkipSignature, "insecure-skip-signature", false, "accept unsigned callbacks on a non-loopback listener (never in production)")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log `format`: json or text")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + envName(f.Name) + ")" })
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: reservist serve [flags]
+
+Runs the callback server. Flags win over their RESERVIST_* variables; a repeatable flag's
+variable is a comma-separated list. Twilio credentials come from TWILIO_ACCOUNT_SID with
+TWILIO_AUTH_TOKEN (which also checks callback signatures) and optionally TWILIO_API_KEY +
+TWILIO_API_SECRET for REST calls.
+
+`)
+		fs.PrintDefaults()
+	}
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
