@@ -2,15 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/base64"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -73,7 +68,7 @@ func send(ctx context.Context, args []string, getenv func(string) string, stdout
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if token := getenv("TWILIO_AUTH_TOKEN"); token != "" {
-		req.Header.Set(server.SignatureHeader, signature(token, signedURL, c.Params))
+		req.Header.Set(server.SignatureHeader, server.NewValidator(token).Sign(signedURL, c.Params))
 	} else {
 		fmt.Fprintln(stderr, "reservist send: TWILIO_AUTH_TOKEN is not set: sending unsigned, which only a server without a token accepts")
 	}
@@ -96,20 +91,4 @@ func send(ctx context.Context, args []string, getenv func(string) string, stdout
 		return exit(exitFailed, nil)
 	}
 	return nil
-}
-
-// signature is the X-Twilio-Signature of a POST to rawURL with params: HMAC-SHA1 keyed with
-// the auth token over the URL followed by each parameter's name and first value, in name
-// order, in base64. twilio-go and the server package only validate (twilio-go's signer is
-// unexported), so this is the one signer; TestSignature holds it to twilio-go's validator.
-func signature(token, rawURL string, params url.Values) string {
-	mac := hmac.New(sha1.New, []byte(token))
-	io.WriteString(mac, rawURL)
-	for _, k := range slices.Sorted(maps.Keys(params)) {
-		if vs := params[k]; len(vs) > 0 {
-			// The validators sign the first value of a repeated parameter, too.
-			io.WriteString(mac, k+vs[0])
-		}
-	}
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }

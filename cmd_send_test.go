@@ -134,8 +134,8 @@ func jsonEqual(a, b any) bool {
 	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
 }
 
-// TestSignature holds the signer to Twilio's published example and to the validator the
-// server uses (twilio-go's), including repeated parameters and a URL with a query.
+// TestSignature holds the signer send uses (server.Validator.Sign) to Twilio's published
+// example and to twilio-go's validator, including repeated parameters and a URL with a query.
 func TestSignature(t *testing.T) {
 	docs := url.Values{
 		"Digits":  {"1234"},
@@ -145,7 +145,7 @@ func TestSignature(t *testing.T) {
 		"CallSid": {"CA1234567890ABCDE"},
 	}
 	const docsURL = "https://example.com/myapp.php?foo=1&bar=2"
-	if got, want := signature("12345", docsURL, docs), "L/OH5YylLD5NRKLltdqwSvS0BnU="; got != want {
+	if got, want := server.NewValidator("12345").Sign(docsURL, docs), "L/OH5YylLD5NRKLltdqwSvS0BnU="; got != want {
 		t.Errorf("signature(12345, %q, docs) = %q; want %q (Twilio's webhook security page)", docsURL, got, want)
 	}
 
@@ -159,7 +159,7 @@ func TestSignature(t *testing.T) {
 		"http://127.0.0.1:8080/assignment_callback",
 		"https://callbacks.example.com/taskrouter/assignment_callback?tenant=a%20b",
 	} {
-		sig := signature("tok", u, form)
+		sig := server.NewValidator("tok").Sign(u, form)
 		if !server.NewValidator("tok").Valid(u, form, sig) {
 			t.Errorf("the server's validator refuses signature(tok, %q, form) = %q", u, sig)
 		}

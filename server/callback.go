@@ -113,10 +113,6 @@ func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received ti
 		if d.Instruction() == rules.Defer {
 			res.outcome = OutcomeDeferred
 		}
-	case !restable(d):
-		// TaskRouter always sends these; a callback without them was made by hand.
-		respondError(w, errNoSids)
-		res.outcome = OutcomeBadRequest
 	default:
 		queued, err := c.put(d, received)
 		switch {
@@ -154,9 +150,6 @@ func (c *callback) handOver(d *engine.Decision, received time.Time) result {
 	switch {
 	case d.Instruction() == rules.Defer:
 		// {} was the decision anyway.
-	case !restable(d):
-		c.log.LogAttrs(context.Background(), slog.LevelWarn, "decision missed the response budget and cannot go by REST: the callback lacks ReservationSid, TaskSid or WorkspaceSid",
-			slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule))
 	default:
 		queued, err := c.put(d, received)
 		if err != nil {
@@ -312,10 +305,15 @@ func (b *budget) settle() time.Time {
 	return b.expired
 }
 
-// put hands a decision to the outbox.
+// put hands a decision to the outbox. One that does not name its reservation cannot go by
+// REST, which is the same for the callback as an outbox that cannot store it: TaskRouter
+// always sends the SIDs, so only a hand-made callback lacks them.
 func (c *callback) put(d *engine.Decision, received time.Time) (queued bool, err error) {
 	if c.outbox == nil {
 		return false, errNoOutbox
+	}
+	if d.ReservationSid == "" || d.TaskSid == "" || d.WorkspaceSid == "" {
+		return false, errNoSids
 	}
 	return c.outbox.Put(Action{
 		ReservationSid: d.ReservationSid,
@@ -328,11 +326,6 @@ func (c *callback) put(d *engine.Decision, received time.Time) (queued bool, err
 		Due:            received.Add(d.Delay()),
 		Deadline:       received.Add(c.timeout),
 	})
-}
-
-// restable reports whether a decision names the reservation a REST call needs.
-func restable(d *engine.Decision) bool {
-	return d.ReservationSid != "" && d.TaskSid != "" && d.WorkspaceSid != ""
 }
 
 // reportProblems counts and logs what went wrong deciding, with the ReservationSid and

@@ -395,13 +395,18 @@ func TestCallbackOutboxFails(t *testing.T) {
 	}
 }
 
+// A REST decision for a callback that does not name its reservation cannot be stored; like
+// an outbox failure, it is answered synchronously, or with 503 when it has a delay.
 func TestCallbackRESTNeedsSids(t *testing.T) {
 	h := newHarness(t)
 	p := callbackParams(`{"kind":"rest"}`)
 	p.Del("ReservationSid")
-	wantError(t, h.post(t, "/assignment_callback", p), 400)
+	wantJSON(t, h.post(t, "/assignment_callback", p), 200, `{"instruction":"accept"}`)
+	p = callbackParams(`{"kind":"delayed"}`)
+	p.Del("TaskSid")
+	wantError(t, h.post(t, "/assignment_callback", p), 503)
 	if n := len(h.outbox.Actions()); n != 0 {
-		t.Errorf("outbox got %d actions for a callback without a ReservationSid", n)
+		t.Errorf("outbox got %d actions for callbacks without their SIDs", n)
 	}
 }
 

@@ -17,7 +17,7 @@ var (
 	errBadForm     = errors.New("the body does not parse as a form")
 	errBadQuery    = errors.New("the query string does not parse as a form")
 	errSignature   = errors.New("X-Twilio-Signature is missing or does not match")
-	errNoSids      = errors.New("the matching rule goes by REST, which needs the callback's ReservationSid, TaskSid and WorkspaceSid")
+	errNoSids      = errors.New("a REST decision needs the callback's ReservationSid, TaskSid and WorkspaceSid")
 	errUnavailable = errors.New("the decision cannot be kept for later; use the fallback URL")
 	errNotFound    = errors.New("not found")
 	errInternal    = errors.New("internal error")
@@ -31,7 +31,6 @@ var statusOf = map[error]int{
 	errBadForm:     http.StatusBadRequest,
 	errBadQuery:    http.StatusBadRequest,
 	errSignature:   http.StatusForbidden,
-	errNoSids:      http.StatusBadRequest,
 	errUnavailable: http.StatusServiceUnavailable,
 	errNotFound:    http.StatusNotFound,
 	errInternal:    http.StatusInternalServerError,

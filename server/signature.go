@@ -51,12 +51,31 @@ func (v *Validator) Valid(rawURL string, params url.Values, sig string) bool {
 	if sig == "" {
 		return false
 	}
+	s := v.signer(params)
+	defer v.release(s)
+	head, port, tail, def := splitPort(rawURL)
+	if port == "" {
+		port = def
+	}
+	// Both are always computed: which one matched is not worth a timing difference.
+	a := s.matches(sig, head, port, tail)
+	b := s.matches(sig, head, tail)
+	return a || b
+}
+
+// Sign returns the signature Twilio sends for rawURL and the POST parameters, for senders
+// such as `reservist send` and tests.
+func (v *Validator) Sign(rawURL string, params url.Values) string {
+	s := v.signer(params)
+	defer v.release(s)
+	sig := s.sign(rawURL)
+	return string(sig[:])
+}
+
+// signer takes a signer from the pool with the parameters prepared as they are signed: the
+// names sorted, each followed by its first value.
+func (v *Validator) signer(params url.Values) *signer {
 	s := v.signers.Get().(*signer)
-	defer func() {
-		if cap(s.params) <= 64<<10 { // a pool of a few 1 MiB buffers is not worth keeping
-			v.signers.Put(s)
-		}
-	}()
 	s.keys = s.keys[:0]
 	for k := range params {
 		s.keys = append(s.keys, k)
@@ -69,18 +88,17 @@ func (v *Validator) Valid(rawURL string, params url.Values, sig string) bool {
 			s.params = append(s.params, vs[0]...)
 		}
 	}
-	head, port, tail, def := splitPort(rawURL)
-	if port == "" {
-		port = def
-	}
-	// Both are always computed: which one matched is not worth a timing difference.
-	a := s.matches(sig, head, port, tail)
-	b := s.matches(sig, head, tail)
-	return a || b
+	return s
 }
 
-// matches reports whether sig signs the URL made of parts and the parameters.
-func (s *signer) matches(sig string, parts ...string) bool {
+func (v *Validator) release(s *signer) {
+	if cap(s.params) <= 64<<10 { // a pool of a few 1 MiB buffers is not worth keeping
+		v.signers.Put(s)
+	}
+}
+
+// sign computes the base64 signature of the URL made of parts and the prepared parameters.
+func (s *signer) sign(parts ...string) [28]byte {
 	s.url = s.url[:0]
 	for _, p := range parts {
 		s.url = append(s.url, p...)
@@ -91,6 +109,12 @@ func (s *signer) matches(sig string, parts ...string) bool {
 	var sum [sha1.Size]byte
 	var enc [28]byte // base64 of 20 bytes
 	base64.StdEncoding.Encode(enc[:], s.mac.Sum(sum[:0]))
+	return enc
+}
+
+// matches reports whether sig signs the URL made of parts and the parameters.
+func (s *signer) matches(sig string, parts ...string) bool {
+	enc := s.sign(parts...)
 	return subtle.ConstantTimeCompare(enc[:], []byte(sig)) == 1
 }
 
