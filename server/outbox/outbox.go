@@ -96,6 +96,10 @@ type Options struct {
 	// and 15s.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
+	// Drain is how long Run lets calls in flight finish once its context is done; default
+	// 5s. A call cut off may already have reached TaskRouter: sent again after a restart it
+	// would be refused as no longer pending and counted as a failure.
+	Drain time.Duration
 }
 
 // Defaults for Options.
@@ -103,6 +107,7 @@ const (
 	DefaultConcurrency = 8
 	DefaultBackoffBase = 500 * time.Millisecond
 	DefaultBackoffMax  = 15 * time.Second
+	DefaultDrain       = 5 * time.Second
 )
 
 // ErrClosed is returned by Put and Run after Close.
@@ -121,6 +126,7 @@ type Outbox struct {
 	clock       Clock
 	backoffBase time.Duration
 	backoffMax  time.Duration
+	drain       time.Duration
 	metrics     *metrics
 
 	unauthorized atomic.Bool
@@ -156,6 +162,7 @@ func Open(dir string, opts Options) (*Outbox, error) {
 		clock:       opts.Clock,
 		backoffBase: opts.BackoffBase,
 		backoffMax:  opts.BackoffMax,
+		drain:       opts.Drain,
 		wake:        make(chan struct{}, 1),
 		pending:     make(map[string]*entry),
 	}
@@ -178,6 +185,9 @@ func Open(dir string, opts Options) (*Outbox, error) {
 		o.backoffMax = DefaultBackoffMax
 	}
 	o.backoffMax = max(o.backoffMax, o.backoffBase)
+	if o.drain <= 0 {
+		o.drain = DefaultDrain
+	}
 
 	st, err := openStore(filepath.Join(dir, "outbox.db"))
 	if err != nil {
@@ -300,13 +310,25 @@ func (o *Outbox) Run(ctx context.Context) error {
 		close(stopped)
 	}()
 
+	// Calls get their own context: shutting down stops new attempts at once but lets those in
+	// flight finish for up to o.drain before they are cut short.
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSends()
 	done := make(chan struct{}, o.concurrency) // one per finished attempt
 	inFlight := 0
 	for {
 		if ctx.Err() != nil {
-			// Attempts cut short put their entries back; start no more.
-			for ; inFlight > 0; inFlight-- {
-				<-done
+			// Attempts cut short put their entries back; start no more. A real timer: the
+			// drain bounds a shutdown, it does not schedule actions.
+			drain := time.NewTimer(o.drain)
+			defer drain.Stop()
+			for inFlight > 0 {
+				select {
+				case <-done:
+					inFlight--
+				case <-drain.C:
+					cancelSends()
+				}
 			}
 			return nil
 		}
@@ -319,7 +341,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		for inFlight < o.concurrency && o.queue.Len() > 0 && !o.queue[0].next.After(now) {
 			e := heap.Pop(&o.queue).(*entry)
 			inFlight++
-			go o.attempt(ctx, e, done)
+			go o.attempt(sendCtx, e, done)
 		}
 		if inFlight < o.concurrency && o.queue.Len() > 0 {
 			timer = o.clock.After(o.queue[0].next.Sub(now))

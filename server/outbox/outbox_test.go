@@ -654,6 +654,7 @@ func TestInvalidParamsAreFinal(t *testing.T) {
 	}
 }
 
+// A call that does not finish within the drain is cut short and stays pending.
 func TestShutdownLeavesPending(t *testing.T) {
 	h := newHarness(t)
 	started := make(chan struct{})
@@ -662,7 +663,7 @@ func TestShutdownLeavesPending(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	ob := h.open(outbox.Options{Sender: block})
+	ob := h.open(outbox.Options{Sender: block, Drain: 10 * time.Millisecond})
 	h.put(h.action(1))
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -683,6 +684,35 @@ func TestShutdownLeavesPending(t *testing.T) {
 	waitFor(t, "the action to be sent after restart", func() bool { return h.calls("ok") == 1 })
 }
 
+// A call in flight when shutdown begins may finish: cut off, it might already have reached
+// TaskRouter, and sent again after a restart it would be refused as not pending.
+func TestShutdownDrainsCallsInFlight(t *testing.T) {
+	h := newHarness(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	ob := h.open(outbox.Options{Sender: senderFunc(func(ctx context.Context, a outbox.Action) error {
+		close(started)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})})
+	h.put(h.action(1))
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- ob.Run(ctx) }()
+	<-started
+	cancel()
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if ob.Depth() != 0 || h.calls("ok") != 1 {
+		t.Fatalf("after shutdown: Depth %d, ok calls %d; want the call in flight finished (0, 1)", ob.Depth(), h.calls("ok"))
+	}
+}
+
 func TestCloseStopsRun(t *testing.T) {
 	h := newHarness(t)
 	started := make(chan struct{})
@@ -690,7 +720,7 @@ func TestCloseStopsRun(t *testing.T) {
 		close(started)
 		<-ctx.Done()
 		return ctx.Err()
-	})})
+	}), Drain: 10 * time.Millisecond})
 	h.put(h.action(1))
 	errc := make(chan error, 1)
 	go func() { errc <- ob.Run(context.Background()) }()
