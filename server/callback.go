@@ -38,6 +38,8 @@ type callback struct {
 	metrics   *Metrics
 	bodies    sync.Pool // *bytes.Buffer
 
+	observe func(url.Values, *engine.Decision) // Options.Observe
+
 	beforeDecide func() // tests hold a decision back with it
 }
 
@@ -51,6 +53,7 @@ func newCallback(o Options) *callback {
 		log:          o.Logger,
 		decisions:    o.DecisionLog,
 		metrics:      o.Metrics,
+		observe:      o.Observe,
 		beforeDecide: o.beforeDecide,
 	}
 	if o.AuthToken != "" {
@@ -94,6 +97,9 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answeredAt = time.Now()
 	}
 	c.record(d, res, answeredAt.Sub(received))
+	if c.observe != nil {
+		c.observe(params, d)
+	}
 }
 
 // result is how a decision was carried out, for the metrics and the decision log.

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/server/reload"
 )
 
@@ -69,6 +70,13 @@ type Options struct {
 	Logger      *slog.Logger // operations: refused callbacks, outbox failures
 	DecisionLog *slog.Logger // one line per decided callback
 	Metrics     *Metrics     // nil counts into metrics nobody collects
+
+	// Observe, if set, is called once for each authentic callback (after the signature
+	// check) once it is decided and answered, with its parameters and decision: the admin
+	// playground keeps the last few and --capture-dir writes them out. It runs on the
+	// callback's goroutine before the handler returns, so it must not block or do I/O. The
+	// handler does not reuse params or d afterwards: the observer may keep them, read-only.
+	Observe func(params url.Values, d *engine.Decision)
 
 	beforeDecide func() // tests hold a decision back with it
 }
