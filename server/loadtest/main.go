@@ -1,0 +1,322 @@
+// Command loadtest measures reservist's callback path against a bare net/http handler and
+// Twilio's tutorial Flask handler on this machine, and prints the figures with the ratios
+// that issue 7 sets as targets. It is a manual command, not a test:
+//
+//	go run ./server/loadtest                 # about two minutes
+//	go run ./server/loadtest -smoke          # a few seconds: checks that the runner works
+//
+// It builds reservist (go build -o into a temporary directory), then starts one peer at a
+// time on loopback and sends each the same signed callback (testdata/example/cases/voice.form):
+//
+//   - reservist with TWILIO_AUTH_TOKEN set and the example rules, where the callback is
+//     decided by the last rule;
+//   - reservist with 1,000 generated rules, the last of which matches;
+//   - bare: this program again, in a mode where it parses the form and answers {};
+//   - flask: the tutorial's Flask app, run with Debian's python3-flask as the tutorial runs it.
+//
+// For each it measures the throughput at a number of concurrent connections (wrk, for a
+// bounded duration), the latency at a steady rate (an open-loop generator in this program;
+// see rate.go for why not hey), the peak RSS (VmHWM) and the time from the process's start
+// to its first 200 from /readyz. Everything stays on 127.0.0.1, every load is bounded in
+// time and count, and the children are killed when it exits, also on Ctrl-C.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/reservist/reservist/server"
+)
+
+// options are the runner's flags.
+type options struct {
+	duration  time.Duration // wrk's run per peer
+	conns     int           // wrk's connections
+	threads   int           // wrk's threads
+	rate      int           // callbacks per second for the latency run
+	rateFor   time.Duration // the latency run's measured part, after a second of warm-up
+	rules     int           // size of the generated rules file
+	peers     string        // which peers to run, comma-separated
+	keep      bool          // keep the temporary directory (logs, rules, app.py)
+	bareAddr  string        // internal: run as the bare handler on this address
+	pythonBin string
+}
+
+func main() {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "wrk's `duration` per peer")
+	flag.IntVar(&o.conns, "conns", 64, "concurrent connections for the throughput run")
+	flag.IntVar(&o.threads, "threads", 1, "wrk threads (the load generator shares the machine with the server)")
+	flag.IntVar(&o.rate, "rate", 2000, "callbacks per second for the latency run")
+	flag.DurationVar(&o.rateFor, "rate-duration", 10*time.Second, "how long the latency run is measured, after 1s of warm-up")
+	flag.IntVar(&o.rules, "rules", 1000, "rules in the generated file; the last one matches")
+	flag.StringVar(&o.peers, "peers", "bare,reservist,reservist-1000,flask", "peers to run, comma-separated")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the logs, rules and app.py")
+	flag.StringVar(&o.pythonBin, "python", "/usr/bin/python3", "Debian's python3, which has python3-flask")
+	smoke := flag.Bool("smoke", false, "a run of a few seconds with light load: checks the runner, measures nothing")
+	flag.StringVar(&o.bareAddr, "bare", "", "internal: serve the bare handler on this `address`")
+	flag.Parse()
+
+	if o.bareAddr != "" {
+		if err := serveBare(o.bareAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest bare:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *smoke {
+		o.duration, o.rate, o.rateFor, o.rules = time.Second, 200, time.Second, 50
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, o, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+// authToken signs the callbacks; it is no real account's.
+const (
+	authToken  = "10ad7e570123456789abcdef01234567"
+	accountSid = "AC0123456789abcdef0123456789abcdef"
+)
+
+func run(ctx context.Context, o options, stdout io.Writer) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	form, err := os.ReadFile(filepath.Join(root, "testdata/example/cases/voice.form"))
+	if err != nil {
+		return err
+	}
+	params, err := url.ParseQuery(strings.TrimSpace(string(form)))
+	if err != nil {
+		return fmt.Errorf("voice.form: %w", err)
+	}
+	want, err := goldenResponse(filepath.Join(root, "testdata/example/cases/voice.golden.json"))
+	if err != nil {
+		return err
+	}
+
+	dir, err := os.MkdirTemp("", "reservist-loadtest-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintln(stdout, "keeping", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+
+	kids := &children{}
+	defer kids.killAll()
+
+	selected := map[string]bool{}
+	for _, p := range strings.Split(o.peers, ",") {
+		selected[strings.TrimSpace(p)] = true
+	}
+
+	var skipped []string
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		wrk = ""
+		skipped = append(skipped, "throughput: wrk is not installed; apt-get install wrk")
+	}
+	if selected["flask"] {
+		if err := exec.CommandContext(ctx, o.pythonBin, "-c", "import flask").Run(); err != nil {
+			delete(selected, "flask")
+			skipped = append(skipped, fmt.Sprintf("flask: %s cannot import flask; apt-get install python3-flask", o.pythonBin))
+		}
+	}
+
+	fmt.Fprintln(stdout, "building reservist ...")
+	bin := filepath.Join(dir, "reservist")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build: %w", err)
+	}
+	generated := filepath.Join(dir, "rules-generated.yaml")
+	if err := os.WriteFile(generated, []byte(generatedRules(o.rules)), 0o644); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+
+	m := machineInfo(o)
+	fmt.Fprintln(stdout, m.String())
+	for _, s := range skipped {
+		fmt.Fprintln(stdout, "skipped:", s)
+	}
+
+	env := []string{"TWILIO_ACCOUNT_SID=" + accountSid, "TWILIO_AUTH_TOKEN=" + authToken}
+	reservistArgs := func(rulesFile, name string) []string {
+		return []string{"serve", "--rules", rulesFile, "--admin-listen", "off",
+			"--state-dir", filepath.Join(dir, "state-"+name),
+			// Nothing in these runs goes by REST; if it did, it would stay on this machine.
+			"--twilio-base-url", "http://127.0.0.1:9"}
+	}
+	peers := []*peer{
+		{name: "bare", label: "bare net/http (parse form, write {})", cmd: []string{self}, bare: true, ready: "/readyz", want: []byte("{}")},
+		{name: "reservist", label: "reservist, example rules (signed)", cmd: append([]string{bin}, reservistArgs(filepath.Join(root, "testdata/example/rules.yaml"), "example")...), env: env, ready: "/readyz", want: want},
+		{name: "reservist-1000", label: fmt.Sprintf("reservist, %d rules, last matches", o.rules), cmd: append([]string{bin}, reservistArgs(generated, "generated")...), env: env, ready: "/readyz", want: want},
+		{name: "flask", label: "Twilio tutorial Flask (python3-flask)", cmd: []string{o.pythonBin, filepath.Join(dir, "app.py")}, ready: "/assignment_callback", flask: true},
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.py"), []byte(flaskApp), 0o644); err != nil {
+		return err
+	}
+
+	res := map[string]*measurement{}
+	for _, p := range peers {
+		if !selected[p.name] {
+			continue
+		}
+		fmt.Fprintf(stdout, "running %s ...\n", p.name)
+		mm, err := measure(ctx, o, kids, p, dir, wrk, params)
+		if ctx.Err() != nil {
+			return errors.New("interrupted")
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		res[p.name] = mm
+	}
+	m.loadAfter = loadAverage()
+	printTable(stdout, o, m, peers, res)
+	return nil
+}
+
+// measure starts one peer, takes its figures and stops it.
+func measure(ctx context.Context, o options, kids *children, p *peer, dir, wrk string, params url.Values) (*measurement, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	args := append([]string{}, p.cmd...)
+	switch {
+	case p.bare:
+		args = append(args, "-bare", addr)
+	case p.flask:
+		args = append(args, fmt.Sprint(port))
+	default:
+		args = append(args, "--listen", addr)
+	}
+	logFile, err := os.Create(filepath.Join(dir, p.name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+
+	base := "http://" + addr
+	target := base + "/assignment_callback"
+	sig := server.NewValidator(authToken).Sign(target, params)
+	req := request{url: target, body: params.Encode(), signature: sig, want: p.want}
+
+	proc, ready, err := kids.start(ctx, args, p.env, logFile, base+p.ready)
+	if err != nil {
+		return nil, err
+	}
+	defer kids.stop(proc)
+	mm := &measurement{ready: ready}
+	if err := req.check(ctx); err != nil {
+		return nil, fmt.Errorf("the callback was not answered as expected (see %s): %w", logFile.Name(), err)
+	}
+	if wrk != "" {
+		if mm.wrk, err = runWrk(ctx, wrk, dir, o, req); err != nil {
+			return nil, err
+		}
+	}
+	if mm.rate, err = constantRate(ctx, req, o.rate, time.Second, o.rateFor, 64); err != nil {
+		return nil, err
+	}
+	if mm.rssKB, err = peakRSS(proc.Pid); err != nil {
+		return nil, err
+	}
+	return mm, nil
+}
+
+// measurement is one peer's figures.
+type measurement struct {
+	ready time.Duration // process start to first 200 on its readiness path
+	wrk   *wrkResult
+	rate  *rateResult
+	rssKB int64
+}
+
+// moduleRoot is the directory of reservist's go.mod: the runner is run from inside the
+// repository.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("run it from inside the reservist repository: go run ./server/loadtest")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// machine is what the figures were measured on.
+type machine struct {
+	cpu                   string
+	cores                 int
+	goVersion             string
+	loadBefore, loadAfter string
+	wrk, flask            string
+}
+
+func machineInfo(o options) *machine {
+	m := &machine{cores: runtime.NumCPU(), goVersion: runtime.Version(), loadBefore: loadAverage()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for l := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if out, err := exec.Command("wrk", "-v").CombinedOutput(); len(out) > 0 || err == nil {
+		m.wrk, _, _ = strings.Cut(strings.TrimSpace(string(out)), " [")
+	}
+	if out, err := exec.Command(o.pythonBin, "-c", "import importlib.metadata as m; print(m.version('flask'))").Output(); err == nil {
+		m.flask = "Flask " + strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+func (m *machine) String() string {
+	return fmt.Sprintf("machine: %d cores, %s; %s; %s; %s; load average %s", m.cores, m.cpu, m.goVersion, m.wrk, m.flask, m.loadBefore)
+}
+
+// loadAverage is /proc/loadavg's 1, 5 and 15 minute figures.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
