@@ -19,9 +19,11 @@ import (
 
 // wrkResult is what wrk reports of a throughput run.
 type wrkResult struct {
-	rps      float64
-	p50, p99 time.Duration // latency at saturation
-	errors   int           // non-2xx answers and socket errors
+	rps       float64
+	requests  int
+	p50, p99  time.Duration // latency at saturation
+	errors    int           // non-2xx answers and socket errors
+	cpuPerReq time.Duration // the server's CPU time (user + system) per request
 }
 
 // wrkScript is the Lua script that makes wrk send the signed callback. The body is
@@ -70,6 +72,8 @@ func parseWrk(out string) (*wrkResult, error) {
 				return nil, fmt.Errorf("wrk's Requests/sec %q: %v", f[1], err)
 			}
 			res.rps, found = v, true
+		case len(f) >= 3 && f[1] == "requests" && f[2] == "in":
+			res.requests, _ = strconv.Atoi(f[0])
 		case len(f) == 2 && f[0] == "50%":
 			res.p50 = wrkDuration(f[1])
 		case len(f) == 2 && f[0] == "99%":
@@ -200,4 +204,28 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	}
 	i := (len(sorted)*p + 99) / 100 // ceil(n·p/100), 1-based
 	return sorted[max(i, 1)-1]
+}
+
+// cpuTime is the CPU time (user + system) a process has used, from /proc/PID/stat.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	// utime and stime, fields 14 and 15, in clock ticks; Linux's USER_HZ is 100.
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }

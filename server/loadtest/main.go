@@ -42,7 +42,8 @@ import (
 
 // options are the runner's flags.
 type options struct {
-	duration  time.Duration // wrk's run per peer
+	duration  time.Duration // wrk's run per peer and round
+	rounds    int           // rounds of runs; each peer's median is reported
 	conns     int           // wrk's connections
 	threads   int           // wrk's threads
 	rate      int           // callbacks per second for the latency run
@@ -56,7 +57,8 @@ type options struct {
 
 func main() {
 	var o options
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "wrk's `duration` per peer")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "wrk's `duration` per peer and round")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of throughput and latency runs, peers taking turns; the median is reported")
 	flag.IntVar(&o.conns, "conns", 64, "concurrent connections for the throughput run")
 	flag.IntVar(&o.threads, "threads", 1, "wrk threads (the load generator shares the machine with the server)")
 	flag.IntVar(&o.rate, "rate", 2000, "callbacks per second for the latency run")
@@ -77,7 +79,7 @@ func main() {
 		return
 	}
 	if *smoke {
-		o.duration, o.rate, o.rateFor, o.rules = time.Second, 200, time.Second, 50
+		o.duration, o.rounds, o.rate, o.rateFor, o.rules = time.Second, 1, 200, time.Second, 50
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -184,28 +186,85 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 
-	res := map[string]*measurement{}
+	var running []*peer
 	for _, p := range peers {
-		if !selected[p.name] {
-			continue
+		if selected[p.name] {
+			running = append(running, p)
 		}
-		fmt.Fprintf(stdout, "running %s ...\n", p.name)
-		mm, err := measure(ctx, o, kids, p, dir, wrk, params)
-		if ctx.Err() != nil {
-			return errors.New("interrupted")
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.name, err)
-		}
-		res[p.name] = mm
+	}
+	res, err := measure(ctx, o, kids, running, dir, wrk, params, stdout)
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
+	}
+	if err != nil {
+		return err
 	}
 	m.loadAfter = loadAverage()
-	printTable(stdout, o, m, peers, res)
+	printTable(stdout, o, m, running, res)
 	return nil
 }
 
-// measure starts one peer, takes its figures and stops it.
-func measure(ctx context.Context, o options, kids *children, p *peer, dir, wrk string, params url.Values) (*measurement, error) {
+// measure starts the peers one after the other, timing each start, then runs the rounds:
+// in each, every peer in turn takes wrk's load, then the steady rate. Taking turns spreads
+// whatever else the machine is doing over all peers alike. The peers not under load sit
+// idle. Peak RSS is read at the end.
+func measure(ctx context.Context, o options, kids *children, peers []*peer, dir, wrk string, params url.Values, stdout io.Writer) (map[string]*measurement, error) {
+	res := map[string]*measurement{}
+	for _, p := range peers {
+		fmt.Fprintf(stdout, "starting %s ...\n", p.name)
+		mm, err := startPeer(ctx, kids, p, dir, params)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
+		defer kids.stop(mm.proc)
+		res[p.name] = mm
+	}
+	for round := 1; round <= o.rounds; round++ {
+		for _, p := range peers {
+			mm := res[p.name]
+			if wrk != "" {
+				fmt.Fprintf(stdout, "round %d/%d: %s, %d connections for %v ...\n", round, o.rounds, p.name, o.conns, o.duration)
+				before, err := cpuTime(mm.proc.Pid)
+				if err != nil {
+					return nil, err
+				}
+				w, err := runWrk(ctx, wrk, dir, o, mm.req)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", p.name, err)
+				}
+				after, err := cpuTime(mm.proc.Pid)
+				if err != nil {
+					return nil, err
+				}
+				w.cpuPerReq = (after - before) / time.Duration(max(1, w.requests))
+				mm.wrk = append(mm.wrk, w)
+			}
+			// A peer that cannot keep up with the rate would only queue: its latency is
+			// not a figure, and the run would take minutes.
+			if len(mm.wrk) > 0 && mm.wrk[0].rps < 1.2*float64(o.rate) {
+				mm.overloaded = true
+				continue
+			}
+			fmt.Fprintf(stdout, "round %d/%d: %s, %d callbacks/s for %v ...\n", round, o.rounds, p.name, o.rate, o.rateFor)
+			r, err := constantRate(ctx, mm.req, o.rate, time.Second, o.rateFor, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p.name, err)
+			}
+			mm.rate = append(mm.rate, r)
+		}
+	}
+	for _, p := range peers {
+		mm := res[p.name]
+		var err error
+		if mm.rssKB, err = peakRSS(mm.proc.Pid); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// startPeer starts one peer, times its start and checks its answer to the callback.
+func startPeer(ctx context.Context, kids *children, p *peer, dir string, params url.Values) (*measurement, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -224,42 +283,31 @@ func measure(ctx context.Context, o options, kids *children, p *peer, dir, wrk s
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
+	defer logFile.Close() // the child has its own descriptor
 
 	base := "http://" + addr
 	target := base + "/assignment_callback"
 	sig := server.NewValidator(authToken).Sign(target, params)
-	req := request{url: target, body: params.Encode(), signature: sig, want: p.want}
-
-	proc, ready, err := kids.start(ctx, args, p.env, logFile, base+p.ready)
-	if err != nil {
+	mm := &measurement{req: request{url: target, body: params.Encode(), signature: sig, want: p.want}}
+	if mm.proc, mm.ready, err = kids.start(ctx, args, p.env, logFile, base+p.ready); err != nil {
 		return nil, err
 	}
-	defer kids.stop(proc)
-	mm := &measurement{ready: ready}
-	if err := req.check(ctx); err != nil {
+	if err := mm.req.check(ctx); err != nil {
+		kids.stop(mm.proc)
 		return nil, fmt.Errorf("the callback was not answered as expected (see %s): %w", logFile.Name(), err)
-	}
-	if wrk != "" {
-		if mm.wrk, err = runWrk(ctx, wrk, dir, o, req); err != nil {
-			return nil, err
-		}
-	}
-	if mm.rate, err = constantRate(ctx, req, o.rate, time.Second, o.rateFor, 64); err != nil {
-		return nil, err
-	}
-	if mm.rssKB, err = peakRSS(proc.Pid); err != nil {
-		return nil, err
 	}
 	return mm, nil
 }
 
 // measurement is one peer's figures.
 type measurement struct {
-	ready time.Duration // process start to first 200 on its readiness path
-	wrk   *wrkResult
-	rate  *rateResult
-	rssKB int64
+	proc       *os.Process
+	req        request
+	ready      time.Duration // process start to first 200 on its readiness path
+	wrk        []*wrkResult  // one per round
+	rate       []*rateResult // one per round
+	overloaded bool          // too slow for the steady rate
+	rssKB      int64
 }
 
 // moduleRoot is the directory of reservist's go.mod: the runner is run from inside the

@@ -1,38 +1,79 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 )
 
+// summary is a peer's figures over the rounds: the round with the median throughput, and
+// the round with the median p99 at the steady rate.
+type summary struct {
+	wrk            *wrkResult
+	rpsMin, rpsMax float64
+	rate           *rateResult
+	rssKB          int64
+	ready          time.Duration
+	overloaded     bool
+}
+
+func summarize(mm *measurement) *summary {
+	if mm == nil {
+		return nil
+	}
+	s := &summary{rssKB: mm.rssKB, ready: mm.ready, overloaded: mm.overloaded}
+	if len(mm.wrk) > 0 {
+		ws := slices.SortedFunc(slices.Values(mm.wrk), func(a, b *wrkResult) int { return cmp.Compare(a.rps, b.rps) })
+		s.wrk, s.rpsMin, s.rpsMax = ws[(len(ws)-1)/2], ws[0].rps, ws[len(ws)-1].rps
+	}
+	if len(mm.rate) > 0 {
+		rs := slices.SortedFunc(slices.Values(mm.rate), func(a, b *rateResult) int { return cmp.Compare(a.p99, b.p99) })
+		s.rate = rs[(len(rs)-1)/2]
+	}
+	return s
+}
+
 // printTable prints each peer's figures, then the targets of issue 7 with the ratios.
 func printTable(w io.Writer, o options, m *machine, peers []*peer, res map[string]*measurement) {
-	fmt.Fprintf(w, "\n%s\nload average after: %s\n\n", m, m.loadAfter)
+	sum := map[string]*summary{}
+	for name, mm := range res {
+		sum[name] = summarize(mm)
+	}
+	fmt.Fprintf(w, "\n%s\nload average after: %s\n", m, m.loadAfter)
+	fmt.Fprintf(w, "medians of %d rounds; throughput: wrk -t%d -c%d -d%v; steady rate: %d/s open loop for %v after 1s warm-up\n\n",
+		o.rounds, o.threads, o.conns, o.duration, o.rate, o.rateFor)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "peer\t req/s @%d conns\t p50\t p99\t errors\t p50 @%d/s\t p99 @%d/s\t max\t sent/s\t failed\t peak RSS\t ready\t\n",
+	fmt.Fprintf(tw, "peer\t req/s @%d\t (min–max)\t CPU/req\t p50\t p99\t errors\t p50 @%d/s\t p99 @%d/s\t max\t failed\t peak RSS\t ready\t\n",
 		o.conns, o.rate, o.rate)
 	for _, p := range peers {
-		mm := res[p.name]
-		if mm == nil {
+		s := sum[p.name]
+		if s == nil {
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t", p.label)
-		if mm.wrk != nil {
-			fmt.Fprintf(tw, " %.0f\t %s\t %s\t %d\t", mm.wrk.rps, ms(mm.wrk.p50), ms(mm.wrk.p99), mm.wrk.errors)
+		if s.wrk != nil {
+			fmt.Fprintf(tw, " %.0f\t (%.0f–%.0f)\t %s\t %s\t %s\t %d\t", s.wrk.rps, s.rpsMin, s.rpsMax, us(s.wrk.cpuPerReq), ms(s.wrk.p50), ms(s.wrk.p99), s.wrk.errors)
 		} else {
+			fmt.Fprint(tw, " -\t\t -\t -\t -\t -\t")
+		}
+		switch {
+		case s.rate != nil:
+			fmt.Fprintf(tw, " %s\t %s\t %s\t %d\t", ms(s.rate.p50), ms(s.rate.p99), ms(s.rate.max), s.rate.failed)
+		case s.overloaded:
+			fmt.Fprint(tw, " overloaded\t -\t -\t -\t")
+		default:
 			fmt.Fprint(tw, " -\t -\t -\t -\t")
 		}
-		fmt.Fprintf(tw, " %s\t %s\t %s\t %.0f\t %d\t %.1f MiB\t %s\t\n",
-			ms(mm.rate.p50), ms(mm.rate.p99), ms(mm.rate.max), mm.rate.achieved, mm.rate.failed,
-			float64(mm.rssKB)/1024, ms(mm.ready))
+		fmt.Fprintf(tw, " %.1f MiB\t %s\t\n", float64(s.rssKB)/1024, ms(s.ready))
 	}
 	tw.Flush()
 
 	fmt.Fprintln(w, "\ntargets (issue 7):")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, t := range targets(res) {
+	for _, t := range targets(sum) {
 		verdict := "met"
 		switch {
 		case t.missing:
@@ -51,52 +92,50 @@ type target struct {
 	ok, missing     bool
 }
 
-func targets(res map[string]*measurement) []target {
-	bare, full, many, flask := res["bare"], res["reservist"], res["reservist-1000"], res["flask"]
-	rps := func(m *measurement) float64 {
-		if m == nil || m.wrk == nil {
+func targets(sum map[string]*summary) []target {
+	bare, full, many, flask := sum["bare"], sum["reservist"], sum["reservist-1000"], sum["flask"]
+	rps := func(s *summary) float64 {
+		if s == nil || s.wrk == nil {
 			return 0
 		}
-		return m.wrk.rps
+		return s.wrk.rps
 	}
-	ratio := func(what string, a, b, min float64, unit string) target {
+	ratio := func(what string, a, b, min float64, times bool) target {
 		if a == 0 || b == 0 {
 			return target{what: what, missing: true}
 		}
 		r := a / b
-		if unit == "×" {
+		if times {
 			return target{what: what, got: fmt.Sprintf("%.1f×", r), want: fmt.Sprintf("≥ %.0f×", min), ok: r >= min}
 		}
 		return target{what: what, got: fmt.Sprintf("%.0f%%", 100*r), want: fmt.Sprintf("≥ %.0f%%", 100*min), ok: r >= min}
 	}
-	var ts []target
-	ts = append(ts,
-		ratio("full path throughput / bare", rps(full), rps(bare), 0.8, "%"),
-		ratio("full path throughput / Flask", rps(full), rps(flask), 15, "×"),
-		ratio("generated rules throughput / example rules", rps(many), rps(full), 0.8, "%"),
-	)
-	for _, r := range []struct {
-		name string
-		m    *measurement
-	}{{"full path", full}, {"generated rules", many}} {
-		if r.m == nil || bare == nil {
-			ts = append(ts, target{what: r.name + " p99 / bare p99 at a steady rate", missing: true})
-			continue
-		}
-		x := float64(r.m.rate.p99) / float64(bare.rate.p99)
-		ts = append(ts, target{what: r.name + " p99 / bare p99 at a steady rate", got: fmt.Sprintf("%.2f× (%s vs %s)", x, ms(r.m.rate.p99), ms(bare.rate.p99)), want: "≤ 2×", ok: x <= 2})
+	ts := []target{
+		ratio("full path throughput / bare", rps(full), rps(bare), 0.8, false),
+		ratio("full path throughput / Flask", rps(full), rps(flask), 15, true),
+		ratio("generated rules throughput / example rules", rps(many), rps(full), 0.8, false),
 	}
-	for _, r := range []struct {
+	type named struct {
 		name string
-		m    *measurement
-	}{{"full path", full}, {"generated rules", many}} {
-		if r.m == nil {
+		s    *summary
+	}
+	both := []named{{"full path", full}, {"generated rules", many}}
+	for _, r := range both {
+		what := r.name + " p99 / bare p99 at the steady rate"
+		if r.s == nil || r.s.rate == nil || bare == nil || bare.rate == nil {
+			ts = append(ts, target{what: what, missing: true})
 			continue
 		}
-		mb := float64(r.m.rssKB) / 1024
+		x := float64(r.s.rate.p99) / float64(bare.rate.p99)
+		ts = append(ts, target{what: what, got: fmt.Sprintf("%.2f× (%s vs %s)", x, ms(r.s.rate.p99), ms(bare.rate.p99)), want: "≤ 2×", ok: x <= 2})
+	}
+	for _, r := range both {
+		if r.s == nil {
+			continue
+		}
 		ts = append(ts,
-			target{what: r.name + " peak RSS", got: fmt.Sprintf("%.1f MiB", mb), want: "≤ 40 MB (38.1 MiB)", ok: r.m.rssKB*1024 <= 40e6},
-			target{what: r.name + " start to first /readyz 200", got: ms(r.m.ready), want: "≤ 100 ms", ok: r.m.ready <= 100*time.Millisecond})
+			target{what: r.name + " peak RSS", got: fmt.Sprintf("%.1f MiB", float64(r.s.rssKB)/1024), want: "≤ 40 MB (38.1 MiB)", ok: r.s.rssKB*1024 <= 40e6},
+			target{what: r.name + " start to first /readyz 200", got: ms(r.s.ready), want: "≤ 100 ms", ok: r.s.ready <= 100*time.Millisecond})
 	}
 	return ts
 }
@@ -111,4 +150,12 @@ func ms(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
 	}
+}
+
+// us formats a duration in microseconds.
+func us(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
 }
