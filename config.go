@@ -29,6 +29,9 @@ type serveConfig struct {
 	reloadCases           []string
 	insecureSkipSignature bool
 	logFormat             string
+	captureDir            string   // "" when capture is off
+	captureRedact         []string // attribute keys, one per entry
+	captureMax            int
 
 	accountSid, authToken, apiKey, apiSecret string
 
@@ -71,6 +74,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	var (
 		paths       = &listFlag{values: []string{"/assignment_callback"}}
 		cases       = &listFlag{}
+		redact      = &listFlag{}
 		publicURL   string
 		adminListen string
 	)
@@ -90,6 +94,9 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	fs.Var(cases, "reload-cases", "golden-case `directory` a new rules file must pass before it replaces the serving one; repeatable")
 	fs.BoolVar(&c.insecureSkipSignature, "insecure-skip-signature", false, "accept unsigned callbacks on a non-loopback listener (never in production)")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log `format`: json or text")
+	fs.StringVar(&c.captureDir, "capture-dir", "", "write each authentic callback to this `directory` as a .form golden case (off by default)")
+	fs.Var(redact, "capture-redact", "attribute `keys` whose values capture replaces, in TaskAttributes and WorkerAttributes at any depth; comma-separated, repeatable")
+	fs.IntVar(&c.captureMax, "capture-max", 1000, "capture stops writing while --capture-dir holds this many .form files")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + envName(f.Name) + ")" })
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: reservist serve [flags]
@@ -137,6 +144,9 @@ TWILIO_API_SECRET for REST calls.
 	}
 
 	c.callbackPaths, c.reloadCases = paths.values, cases.values
+	for _, v := range redact.values {
+		c.captureRedact = append(c.captureRedact, splitList(v)...)
+	}
 	if adminListen != "off" {
 		c.adminListen = adminListen
 	}
@@ -208,6 +218,9 @@ func (c *serveConfig) check() []error {
 	}
 	if c.logFormat != "json" && c.logFormat != "text" {
 		bad("--log-format %q: must be json or text", c.logFormat)
+	}
+	if c.captureMax < 1 {
+		bad("--capture-max %d: must be at least 1", c.captureMax)
 	}
 
 	// Half a set of credentials is a mistake worth stopping for: REST calls would fail

@@ -98,6 +98,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer adminLn.Close()
 	}
 
+	wb, err := newWorkbench(cfg, reg, logger)
+	if err != nil {
+		return fmt.Errorf("register capture metrics: %w", err)
+	}
+	defer wb.close()
+
 	token := cfg.authToken
 	switch {
 	case cfg.insecureSkipSignature:
@@ -121,6 +127,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Logger:             logger,
 		DecisionLog:        decisions,
 		Metrics:            server.NewMetrics(reg),
+		Observe:            wb.observe(),
 	})
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	callbacks := &http.Server{
@@ -137,7 +144,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	adminAddr := "off"
 	if adminLn != nil {
 		servers = append(servers, &http.Server{
-			Handler:           server.NewAdmin(rl, reg, logger),
+			Handler:           wb.admin(server.NewAdmin(rl, reg, logger), rl, cfg, logger),
 			ReadHeaderTimeout: readHeaderTimeout,
 			ReadTimeout:       readTimeout,
 			WriteTimeout:      readTimeout + writeSlack,
@@ -210,6 +217,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		})
 	}
 	shut.Wait()
+	wb.close()
 	stopBackground()
 	wg.Wait()
 	if err := ob.Close(); err != nil {

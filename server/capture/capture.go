@@ -70,6 +70,7 @@ type Capturer struct {
 
 	captured prometheus.Counter
 	dropped  *prometheus.CounterVec
+	busy     prometheus.Counter // dropped{reason="busy"}, looked up once: Observe is on the callback path
 
 	// Only the writer goroutine touches these.
 	count     int       // .form files in Dir, as last counted plus those written since
@@ -118,6 +119,7 @@ func New(o Options) *Capturer {
 	for _, r := range []string{DroppedBusy, DroppedFull, DroppedError} {
 		c.dropped.WithLabelValues(r) // present at 0, so that a rate() of it works from the start
 	}
+	c.busy = c.dropped.WithLabelValues(DroppedBusy)
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		o.Logger.Error("capture directory cannot be created; callbacks are answered but not captured", "dir", o.Dir, "error", err)
 	}
@@ -141,7 +143,7 @@ func (c *Capturer) Observe(params url.Values, _ *engine.Decision) {
 	select {
 	case c.queue <- item{at: c.opts.Now(), params: params}:
 	default:
-		c.dropped.WithLabelValues(DroppedBusy).Inc()
+		c.busy.Inc()
 	}
 }
 

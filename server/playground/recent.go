@@ -1,0 +1,108 @@
+package playground
+
+import (
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/reservist/reservist/engine"
+)
+
+// The bounds of the recent callbacks kept for the page: in memory only, and never more than
+// a few MiB however big callbacks get (each may be up to 1 MiB).
+const (
+	RecentMax   = 50
+	recentBytes = 4 << 20
+)
+
+// Recent keeps the last RecentMax callbacks in memory for the page's "recent" list. It is
+// safe for concurrent use; Observe is cheap enough for the callback path.
+type Recent struct {
+	mu    sync.Mutex
+	items []recentItem // oldest first
+	bytes int
+	seq   uint64
+	now   func() time.Time
+}
+
+type recentItem struct {
+	id       uint64
+	at       time.Time
+	params   url.Values // kept as received: encoded only when the page asks
+	rule     string
+	revision string
+	size     int
+}
+
+// NewRecent returns an empty list of recent callbacks.
+func NewRecent() *Recent { return &Recent{now: time.Now} }
+
+// Observe keeps a callback, dropping the oldest beyond RecentMax or the byte bound. It fits
+// server.Options.Observe; params must not change afterwards.
+func (r *Recent) Observe(params url.Values, d *engine.Decision) {
+	size := 0
+	for k, vs := range params {
+		for _, v := range vs {
+			size += len(k) + len(v) + 2
+		}
+	}
+	if size > recentBytes {
+		return // cannot be kept within the bound; such a callback is no real one anyway
+	}
+	it := recentItem{at: r.now(), params: params, size: size}
+	if d != nil {
+		it.rule, it.revision = d.Rule, d.Revision
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seq++
+	it.id = r.seq
+	r.items = append(r.items, it)
+	r.bytes += size
+	drop := 0
+	for len(r.items)-drop > RecentMax || r.bytes > recentBytes {
+		r.bytes -= r.items[drop].size
+		drop++
+	}
+	if drop > 0 {
+		// Shift rather than reslice, so that the backing array does not keep dropped
+		// callbacks alive nor grow without end.
+		n := copy(r.items, r.items[drop:])
+		clear(r.items[n:])
+		r.items = r.items[:n]
+	}
+}
+
+// RecentCallback is one kept callback as GET /recent lists it.
+type RecentCallback struct {
+	ID             uint64    `json:"id"`
+	ReceivedAt     time.Time `json:"received_at"`
+	ReservationSid string    `json:"reservation_sid"`
+	TaskSid        string    `json:"task_sid"`
+	WorkerSid      string    `json:"worker_sid"`
+	Rule           string    `json:"rule"`     // what decided it when it came in
+	Revision       string    `json:"revision"` // of the rules that decided it
+	Form           string    `json:"form"`     // the parameters as a form body, ready for /decide
+}
+
+// List returns the kept callbacks, newest first.
+func (r *Recent) List() []RecentCallback {
+	r.mu.Lock()
+	items := append([]recentItem(nil), r.items...)
+	r.mu.Unlock()
+	out := make([]RecentCallback, 0, len(items))
+	for i := len(items) - 1; i >= 0; i-- {
+		it := items[i]
+		out = append(out, RecentCallback{
+			ID:             it.id,
+			ReceivedAt:     it.at,
+			ReservationSid: it.params.Get(engine.ParamReservationSid),
+			TaskSid:        it.params.Get(engine.ParamTaskSid),
+			WorkerSid:      it.params.Get(engine.ParamWorkerSid),
+			Rule:           it.rule,
+			Revision:       it.revision,
+			Form:           it.params.Encode(),
+		})
+	}
+	return out
+}
