@@ -1,11 +1,20 @@
 package server
 
 import (
+	"io"
 	"log/slog"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reservist/reservist/engine"
+	"github.com/reservist/reservist/rules"
+	"github.com/reservist/reservist/server/logbuf"
 )
 
 // BenchmarkHandler is the callback handler without a network, with the response budget's
@@ -40,5 +49,71 @@ func BenchmarkHandler(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// voiceParams is the example's voice callback (testdata/example/cases/voice.form), the one
+// the load-test runner sends.
+func voiceParams(t testing.TB) url.Values {
+	form, err := os.ReadFile("../testdata/example/cases/voice.form")
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := url.ParseQuery(strings.TrimSpace(string(form)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return params
+}
+
+// BenchmarkSignature checks X-Twilio-Signature on a callback, as for a request that arrived
+// with an explicit port (both URL forms are tried).
+func BenchmarkSignature(b *testing.B) {
+	params := voiceParams(b)
+	const u = "http://127.0.0.1:8080/assignment_callback"
+	sig := sign(testToken, u, params)
+	v := NewValidator(testToken)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !v.Valid(u, params, sig) {
+			b.Fatal("Valid = false; want true")
+		}
+	}
+}
+
+// BenchmarkForm reads a callback's body and parses its form.
+func BenchmarkForm(b *testing.B) {
+	body := voiceParams(b).Encode()
+	c := newCallback(Options{})
+	req := httptest.NewRequest("POST", "http://reservist.test/assignment_callback", nil)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rd := strings.NewReader(body)
+	req.Body = io.NopCloser(rd)
+	req.ContentLength = int64(len(body))
+	b.ReportAllocs()
+	for b.Loop() {
+		rd.Reset(body)
+		if _, err := c.params(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRecord is what a decided callback costs after its answer: the metrics and the
+// decision log line, written as serve writes it (JSON, batched by logbuf).
+func BenchmarkRecord(b *testing.B) {
+	set, err := rules.Parse("rules.yaml", []byte(testRules))
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := engine.New(set).Decide(callbackParams(`{"channel":"chat"}`))
+	c := newCallback(Options{
+		DecisionLog: slog.New(slog.NewJSONHandler(logbuf.New(io.Discard, 64<<10), nil)),
+		Metrics:     NewMetrics(prometheus.NewRegistry()),
+	})
+	res := result{via: rules.Response, outcome: OutcomeAnswered}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.record(d, res, 150*time.Microsecond)
 	}
 }
