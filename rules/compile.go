@@ -15,9 +15,28 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// maxExprLen bounds the source of one expression (a when, or one ${ } of a template).
+// expr parses brackets and prefix operators by recursion before it counts nodes, and a Go
+// program that runs out of stack dies: without a bound, a rules file (or a playground
+// draft) of a few hundred thousand "(" would crash the process reading it. No condition
+// worth reading is this long; long lists belong in vars.
+const maxExprLen = 8 << 10
+
+// tooLong reports an expression over maxExprLen.
+func (p *parser) tooLong(pos Pos, src, where string) bool {
+	if len(src) <= maxExprLen {
+		return false
+	}
+	p.errorf(pos, "%s: the expression is %d bytes long; at most %d are allowed (keep long lists in vars)", where, len(src), maxExprLen)
+	return true
+}
+
 // compileWhen compiles a rule's condition; it must be boolean.
 func (p *parser) compileWhen(n *yaml.Node, where string) *vm.Program {
 	start := p.exprStart(n)
+	if p.tooLong(start, n.Value, "when of "+where) {
+		return nil
+	}
 	prog, err := expr.Compile(n.Value, expr.Env(Env{}), expr.AsBool())
 	if err != nil {
 		p.exprError(start, n.Value, "when of "+where, err)
@@ -52,6 +71,8 @@ func (p *parser) compileTemplate(f *Field, n *yaml.Node, where string) (*Templat
 		exprPos := shift(start, n.Value, offset+i+2)
 		if strings.TrimSpace(src) == "" {
 			p.errorf(exprPos, "%s: %s: ${ } is empty; put an expression inside, like ${ task.attributes.name }", where, f.Name)
+			ok = false
+		} else if p.tooLong(exprPos, src, where+": "+f.Name) {
 			ok = false
 		} else if prog, err := expr.Compile(src, expr.Env(Env{})); err != nil {
 			p.exprError(exprPos, src, where+": "+f.Name, err)
