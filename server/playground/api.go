@@ -367,11 +367,13 @@ func jsonProblem(err error, fields string) string {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "the body is not valid JSON: it ends too early"
 	case errors.As(err, &typ):
-		field, _, _ := strings.Cut(typ.Field, ".")
-		if want, ok := fieldTypes[field]; ok {
-			return fmt.Sprintf("%s must be %s, not a JSON %s", field, want, typ.Value)
+		// Field is the Go path (callbackInput.form); the JSON name is the part we know.
+		for _, field := range strings.Split(typ.Field, ".") {
+			if want, ok := fieldTypes[field]; ok {
+				return fmt.Sprintf("%s must be %s, not a JSON %s", field, want, typ.Value)
+			}
 		}
-		return fmt.Sprintf("%s has the wrong type: a JSON %s", typ.Field, typ.Value)
+		return fmt.Sprintf("a field has the wrong type: a JSON %s", typ.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return fmt.Sprintf("%s; the fields are %s", strings.TrimPrefix(err.Error(), "json: "), fields)
 	}
