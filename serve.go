@@ -235,7 +235,7 @@ func logHandler(format string, w io.Writer) slog.Handler {
 	if format == "text" {
 		return slog.NewTextHandler(w, nil)
 	}
-	return slog.NewJSONHandler(w, nil)
+	return logbuf.NewJSONHandler(w) // slog's JSON lines, written faster: one per callback
 }
 
 // printRulesError prints why the rules cannot serve: every FILE:LINE:COL line of a bad file,

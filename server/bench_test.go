@@ -108,7 +108,7 @@ func BenchmarkRecord(b *testing.B) {
 	}
 	d := engine.New(set).Decide(callbackParams(`{"channel":"chat"}`))
 	c := newCallback(Options{
-		DecisionLog: slog.New(slog.NewJSONHandler(logbuf.New(io.Discard, 64<<10), nil)),
+		DecisionLog: slog.New(logbuf.NewJSONHandler(logbuf.New(io.Discard, 64<<10))),
 		Metrics:     NewMetrics(prometheus.NewRegistry()),
 	})
 	res := result{via: rules.Response, outcome: OutcomeAnswered}

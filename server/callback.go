@@ -187,7 +187,16 @@ func (c *callback) record(d *engine.Decision, res result, took time.Duration) {
 	if !res.duplicate {
 		n-- // said only when it happens
 	}
-	c.decisions.LogAttrs(context.Background(), slog.LevelInfo, "callback", attrs[:n]...)
+	// The record is made here rather than by LogAttrs, which would spend a runtime.Callers
+	// on every callback for a source location this log never shows.
+	ctx := context.Background()
+	h := c.decisions.Handler()
+	if !h.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, "callback", 0)
+	r.AddAttrs(attrs[:n]...)
+	h.Handle(ctx, r)
 }
 
 // refuse answers a request whose method, size or form is wrong.

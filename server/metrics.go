@@ -1,6 +1,7 @@
 package server
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ const (
 // register their own.
 type Metrics struct {
 	callbacks  *prometheus.CounterVec
+	series     sync.Map // callbackLabels → prometheus.Counter of callbacks
 	latency    prometheus.Histogram
 	ruleErrors *prometheus.CounterVec
 }
@@ -49,7 +51,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// callbackLabels are the labels of one reservist_callbacks_total series.
+type callbackLabels struct{ rule, instruction, outcome string }
+
 func (m *Metrics) callback(rule, instruction, outcome string, took time.Duration) {
-	m.callbacks.WithLabelValues(rule, instruction, outcome).Inc()
+	// WithLabelValues hashes and validates the three values and takes a lock on every call;
+	// the series, once made, is kept in a lock-free map instead. It holds one entry per
+	// series, as the CounterVec itself does.
+	k := callbackLabels{rule, instruction, outcome}
+	c, ok := m.series.Load(k)
+	if !ok {
+		c, _ = m.series.LoadOrStore(k, m.callbacks.WithLabelValues(rule, instruction, outcome))
+	}
+	c.(prometheus.Counter).Inc()
 	m.latency.Observe(took.Seconds())
 }
