@@ -216,7 +216,7 @@ func (c *callback) params(r *http.Request) (url.Values, error) {
 	switch r.Method {
 	case http.MethodPost:
 	case http.MethodGet:
-		q, err := url.ParseQuery(r.URL.RawQuery)
+		q, err := parseForm(r.URL.RawQuery)
 		if err != nil {
 			return nil, errBadQuery
 		}
@@ -243,7 +243,7 @@ func (c *callback) params(r *http.Request) (url.Values, error) {
 	if !isForm(r.Header.Get("Content-Type")) {
 		return nil, errNotForm
 	}
-	form, err := url.ParseQuery(buf.String())
+	form, err := parseForm(buf.String())
 	if err != nil {
 		return nil, errBadForm
 	}
