@@ -184,7 +184,8 @@ async function tryDraft() {
       ? "It decides all " + cases.total + " golden cases as the active rules do."
       : cases.changed + " of " + cases.total + " golden cases would be decided differently (highlighted).");
     if (cases.failing > 0) {
-      summary.push(cases.failing + " fail their golden files, so --reload-cases would refuse this draft; review them, then run reservist test --update.");
+      summary.push(cases.failing + (cases.failing === 1 ? " fails its golden file" : " fail their golden files") +
+        ", so --reload-cases would refuse this draft: when the change is meant, save it, run reservist test --update and review the golden files.");
     }
     const rows = [...cases.results].sort((a, b) => (b.changed - a.changed));
     table.tBodies[0].replaceChildren(...rows.map(caseRow));
