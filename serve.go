@@ -167,11 +167,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			logger.Error("outbox stopped", "error", err)
 		}
 	})
+	watching := make(chan struct{})
 	wg.Go(func() {
-		if err := rl.Watch(bg, reload.WatchOptions{Poll: cfg.reloadPoll}); err != nil {
+		ready := func() { close(watching) }
+		if err := rl.Watch(bg, reload.WatchOptions{Poll: cfg.reloadPoll, Ready: ready}); err != nil {
 			logger.Error("rules are not watched for changes; reload with SIGHUP or POST /-/reload", "error", err)
+			close(watching)
 		}
 	})
+	<-watching // say "listening" only once no change to the rules can go unseen
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -24,6 +24,9 @@ type WatchOptions struct {
 	Poll time.Duration
 	// NoEvents turns file-system events off, leaving only the poll.
 	NoEvents bool
+	// Ready, when set, is called once the directory is watched and the file checked: from
+	// then on no change goes unseen. It is not called when Watch fails to start.
+	Ready func()
 }
 
 // Watch reloads the rules whenever the file's content changes, until ctx is done; then it
@@ -69,6 +72,9 @@ func (r *Reloader) Watch(ctx context.Context, opts WatchOptions) error {
 
 	// A change made between New and the watch starting raised no event we saw.
 	r.check("watch")
+	if opts.Ready != nil {
+		opts.Ready()
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -306,3 +306,31 @@ func TestWatchNeedsEventsOrPoll(t *testing.T) {
 		t.Error("Watch on a removed directory without a poll = nil; want an error")
 	}
 }
+
+// Ready comes after the start-up check: a change made before Watch started already serves
+// when it is called, so a caller that waits for it misses no change.
+func TestWatchReadyAfterFirstCheck(t *testing.T) {
+	r, path := newReloader(t, rulesA, Options{})
+	writeFile(t, path, rulesB)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Watch(ctx, WatchOptions{Ready: func() { ready <- r.Current().Revision() }})
+	}()
+	select {
+	case rev := <-ready:
+		if rev != revision(rulesB) {
+			t.Errorf("at Ready the revision serving is %.12s; want the file's %.12s", rev, revision(rulesB))
+		}
+	case err := <-done:
+		t.Fatalf("Watch returned %v before Ready", err)
+	case <-time.After(deadline):
+		t.Fatal("Ready was not called")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Watch: %v", err)
+	}
+}
