@@ -97,8 +97,9 @@ func (h *JSONHandler) Handle(ctx context.Context, r slog.Record) error {
 
 const hex = "0123456789abcdef"
 
-// safe[c] reports whether the ASCII byte c stands for itself in a JSON string.
-var safe = func() (t [utf8.RuneSelf]bool) {
+// safe[c] reports whether the byte c stands for itself in a JSON string: ASCII other than
+// control characters, quote and backslash.
+var safe = func() (t [256]bool) {
 	for c := 0x20; c < utf8.RuneSelf; c++ {
 		t[c] = c != '"' && c != '\\'
 	}
@@ -111,12 +112,14 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i < len(s) && safe[s[i]] { // most strings are only this loop
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if safe[c] {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':
