@@ -171,7 +171,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 
 	env := []string{"TWILIO_ACCOUNT_SID=" + accountSid, "TWILIO_AUTH_TOKEN=" + authToken}
 	reservistArgs := func(rulesFile, name string) []string {
-		return []string{"serve", "--rules", rulesFile, "--admin-listen", "off",
+		return []string{"serve", "--rules", rulesFile,
 			"--state-dir", filepath.Join(dir, "state-"+name),
 			// Nothing in these runs goes by REST; if it did, it would stay on this machine.
 			"--twilio-base-url", "http://127.0.0.1:9"}
@@ -277,7 +277,13 @@ func startPeer(ctx context.Context, kids *children, p *peer, dir string, params 
 	case p.flask:
 		args = append(args, fmt.Sprint(port))
 	default:
-		args = append(args, "--listen", addr)
+		// The admin listener is on, as by default: with it, the playground keeps the
+		// recent callbacks.
+		admin, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--listen", addr, "--admin-listen", fmt.Sprintf("127.0.0.1:%d", admin))
 	}
 	logFile, err := os.Create(filepath.Join(dir, p.name+".log"))
 	if err != nil {
