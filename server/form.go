@@ -5,10 +5,10 @@ import (
 	"strings"
 )
 
-// parseForm is url.ParseQuery with fewer allocations, for the form of every callback:
-// the map is made at its final size and the parameters' first values share one slice,
-// where ParseQuery grows the map and allocates a slice per parameter. An error means the
-// form is bad; unlike ParseQuery it returns no partial values with it.
+// parseForm is url.ParseQuery made cheaper for the form of every callback: the map is made
+// at its final size, the parameters' first values share one slice (ParseQuery grows the map
+// and allocates a slice per parameter), and values are unescaped in one pass. An error
+// means the form is bad; unlike ParseQuery it returns no partial values with it.
 func parseForm(s string) (url.Values, error) {
 	n := strings.Count(s, "&") + 1
 	if n > 256 {
@@ -26,12 +26,12 @@ func parseForm(s string) (url.Values, error) {
 			return url.ParseQuery(kv) // for ParseQuery's own error
 		}
 		k, v, _ := strings.Cut(kv, "=")
-		k, err := url.QueryUnescape(k)
-		if err != nil {
-			return nil, err
+		k, ok := unescape(k)
+		if !ok {
+			return nil, errBadForm
 		}
-		if v, err = url.QueryUnescape(v); err != nil {
-			return nil, err
+		if v, ok = unescape(v); !ok {
+			return nil, errBadForm
 		}
 		if vs, ok := m[k]; ok {
 			m[k] = append(vs, v) // each slice's capacity ends at its value: this copies
@@ -42,3 +42,53 @@ func parseForm(s string) (url.Values, error) {
 	}
 	return m, nil
 }
+
+// unescape is url.QueryUnescape in one pass over s, where QueryUnescape checks s first and
+// then builds the result a byte at a time; the attribute JSON in a callback is mostly
+// escapes. ok is false for a % not followed by two hex digits.
+func unescape(s string) (string, bool) {
+	i := 0
+	for i < len(s) && s[i] != '%' && s[i] != '+' {
+		i++
+	}
+	if i == len(s) {
+		return s, true
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	b.WriteString(s[:i])
+	for ; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '%':
+			if i+2 >= len(s) {
+				return "", false
+			}
+			hi, lo := unhex[s[i+1]], unhex[s[i+2]]
+			if hi > 0xf || lo > 0xf {
+				return "", false
+			}
+			b.WriteByte(hi<<4 | lo)
+			i += 2
+		case '+':
+			b.WriteByte(' ')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), true
+}
+
+// unhex is the value of a hex digit, and 0xff for any other byte.
+var unhex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c - 'a' + 10)
+		t[c-'a'+'A'] = byte(c - 'a' + 10)
+	}
+	return t
+}()

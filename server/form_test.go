@@ -52,3 +52,16 @@ func FuzzParseForm(f *testing.F) {
 	}
 	f.Fuzz(sameAsParseQuery)
 }
+
+func FuzzUnescape(f *testing.F) {
+	for _, s := range []string{"", "a", "%41", "%4", "%zz", "a+b", "%7B%22k%22%3A%22v%22%7D", "%%41", "100%", "%e2%80%a8", "%fF"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := url.QueryUnescape(s)
+		got, ok := unescape(s)
+		if ok != (err == nil) || got != want {
+			t.Fatalf("unescape(%q) = %q, %v; QueryUnescape = %q, %v", s, got, ok, want, err)
+		}
+	})
+}
