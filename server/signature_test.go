@@ -195,3 +195,29 @@ func TestPortVariants(t *testing.T) {
 		}
 	}
 }
+
+// One Validator checks callbacks whose parameter names change from one to the next: the
+// sorted names it keeps from the last callback must not be reused for another set.
+func TestValidatorParameterNamesChange(t *testing.T) {
+	v := NewValidator(testToken)
+	const u = "https://reservist.example.com/assignment_callback"
+	sets := []url.Values{
+		{"A": {"1"}, "B": {"2"}, "C": {"3"}},
+		{"A": {"1"}, "B": {"2"}, "D": {"3"}},
+		{"A": {"1"}, "B": {"2"}},
+		{"B": {"2"}, "A": {"1"}, "C": {"3"}, "E": {""}},
+		{},
+		{"A": {"1"}, "B": {"2"}, "C": {"4"}},
+	}
+	for round := range 3 {
+		for i, p := range sets {
+			if !v.Valid(u, p, sign(testToken, u, p)) {
+				t.Errorf("round %d, set %d: Valid(its own signature) = false", round, i)
+			}
+			other := sets[(i+1)%len(sets)]
+			if v.Valid(u, p, sign(testToken, u, other)) {
+				t.Errorf("round %d, set %d: Valid(the next set's signature) = true", round, i)
+			}
+		}
+	}
+}
