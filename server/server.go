@@ -100,10 +100,30 @@ func New(o Options) http.Handler {
 	r.Get("/healthz", handleHealthz().ServeHTTP)
 	r.Get("/readyz", handleReadyz(o.Rules, o.Outbox).ServeHTTP)
 	cb := newCallback(o)
+	direct := callbackFirst{paths: map[string]bool{}, callback: recoverer(o.Logger)(cb), router: r}
 	for _, p := range o.CallbackPaths {
 		r.Handle(p, cb) // every method: the handler answers 405 itself, in SPEC order
+		direct.paths[p] = true
 	}
-	return r
+	return direct
+}
+
+// callbackFirst hands the callback paths to the callback handler without the router, whose
+// per-request context and copy of the request are a measurable part of a callback. It
+// routes exactly as the router would: a path that arrived percent-encoded (RawPath set) is
+// the router's to match, as is every other path.
+type callbackFirst struct {
+	paths    map[string]bool
+	callback http.Handler
+	router   http.Handler
+}
+
+func (c callbackFirst) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.RawPath == "" && c.paths[r.URL.Path] {
+		c.callback.ServeHTTP(w, r)
+		return
+	}
+	c.router.ServeHTTP(w, r)
 }
 
 // NewAdmin returns the admin listener's handler: /metrics, POST /-/reload and GET /rules.
