@@ -298,14 +298,14 @@ func (p *parser) parseAction(m map[string]entry, owner *yaml.Node, where string)
 			return a
 		}
 		wm, _ := p.mapping(withEntry.value, where+" with", in.FieldNames())
-		for _, f := range in.Fields {
+		for i := range in.Fields {
+			f := &in.Fields[i]
 			e, ok := wm[f.Name]
 			if !ok {
 				continue
 			}
 			given[f.Name] = true
-			if prm, ok := p.parseParam(&f, e.value, where); ok {
-				prm.Field = in.Field(f.Name)
+			if prm, ok := p.parseParam(f, e.value, where); ok {
 				a.With = append(a.With, prm)
 			}
 		}
@@ -323,7 +323,7 @@ func (p *parser) parseAction(m map[string]entry, owner *yaml.Node, where string)
 
 // parseParam reads one `with` value: a literal checked now, or a template compiled now.
 func (p *parser) parseParam(f *Field, n *yaml.Node, where string) (Param, bool) {
-	prm := Param{Pos: at(n)}
+	prm := Param{Field: f, Pos: at(n)}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && strings.Contains(n.Value, "${") {
 		t, ok := p.compileTemplate(f, n, where)
 		if !ok {
