@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 	"github.com/reservist/reservist/rules"
@@ -21,12 +22,13 @@ type Engine struct {
 	set     *rules.Set
 	index   *index
 	answers map[*rules.Action][]byte // precomputed answers of actions with only constant fields
+	params  bool                     // some expression reads `params`: build the map
 	vms     sync.Pool
 }
 
 // New prepares an engine for a parsed rule set.
 func New(set *rules.Set) *Engine {
-	e := &Engine{set: set, index: buildIndex(set), answers: map[*rules.Action][]byte{}}
+	e := &Engine{set: set, index: buildIndex(set), answers: map[*rules.Action][]byte{}, params: readsParams(set)}
 	e.vms.New = func() any { return &scratch{} }
 	for _, a := range set.Actions() {
 		if vals, ok := constantValues(a); ok {
@@ -153,7 +155,7 @@ func (e *Engine) decide(params url.Values, trace bool) *Decision {
 	defer e.vms.Put(s)
 	machine := &s.vm
 
-	env, envErr := NewEnv(params, e.set.Vars)
+	env, envErr := newEnv(params, e.set.Vars, e.params)
 	d := &Decision{
 		Revision:       e.set.Revision,
 		ReservationSid: env.Reservation.Sid,
@@ -282,4 +284,42 @@ func oneLine(err error) error {
 		return errors.New(fe.Message)
 	}
 	return err
+}
+
+// readsParams reports whether any expression of the set reads `params`, or the whole
+// environment through $env.
+func readsParams(set *rules.Set) bool {
+	var progs []*vm.Program
+	for _, r := range set.Rules {
+		progs = append(progs, r.Program)
+	}
+	for _, a := range set.Actions() {
+		for _, p := range a.With {
+			if p.Tmpl == nil {
+				continue
+			}
+			for _, part := range p.Tmpl.Parts {
+				if part.Program != nil {
+					progs = append(progs, part.Program)
+				}
+			}
+		}
+	}
+	found := false
+	for _, prog := range progs {
+		root := prog.Node()
+		ast.Walk(&root, identifiers(func(name string) {
+			found = found || name == "params" || name == "$env"
+		}))
+	}
+	return found
+}
+
+// identifiers is an ast.Visitor calling f with the name of every identifier.
+type identifiers func(name string)
+
+func (f identifiers) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok {
+		f(id.Value)
+	}
 }

@@ -28,20 +28,28 @@ const (
 // err says why the callback cannot be decided: attributes missing or not a JSON object, or a
 // TaskAge or TaskPriority that is not an integer.
 func NewEnv(params url.Values, vars map[string]any) (*rules.Env, error) {
-	env := &rules.Env{Vars: vars, Params: make(map[string]string, len(params))}
-	for k, vs := range params {
-		if len(vs) > 0 {
-			env.Params[k] = vs[0]
+	return newEnv(params, vars, true)
+}
+
+// newEnv is NewEnv, leaving env.Params nil unless withParams: most rule sets never read
+// `params`, and the map is a good part of a callback's cost.
+func newEnv(params url.Values, vars map[string]any, withParams bool) (*rules.Env, error) {
+	env := &rules.Env{Vars: vars}
+	if withParams {
+		env.Params = make(map[string]string, len(params))
+		for k, vs := range params {
+			if len(vs) > 0 {
+				env.Params[k] = vs[0]
+			}
 		}
 	}
-	p := env.Params
-	env.AccountSid = p[ParamAccountSid]
-	env.WorkspaceSid = p[ParamWorkspaceSid]
-	env.WorkflowSid = p[ParamWorkflowSid]
-	env.Reservation.Sid = p[ParamReservationSid]
-	env.Task.Sid = p[ParamTaskSid]
-	env.Task.QueueSid = p[ParamTaskQueueSid]
-	env.Worker.Sid = p[ParamWorkerSid]
+	env.AccountSid = param(params, ParamAccountSid)
+	env.WorkspaceSid = param(params, ParamWorkspaceSid)
+	env.WorkflowSid = param(params, ParamWorkflowSid)
+	env.Reservation.Sid = param(params, ParamReservationSid)
+	env.Task.Sid = param(params, ParamTaskSid)
+	env.Task.QueueSid = param(params, ParamTaskQueueSid)
+	env.Worker.Sid = param(params, ParamWorkerSid)
 
 	var firstErr error
 	keep := func(err error) {
@@ -50,10 +58,10 @@ func NewEnv(params url.Values, vars map[string]any) (*rules.Env, error) {
 		}
 	}
 	var err error
-	if env.Task.Age, err = intParam(p, ParamTaskAge); err != nil {
+	if env.Task.Age, err = intParam(params, ParamTaskAge); err != nil {
 		keep(err)
 	}
-	if env.Task.Priority, err = intParam(p, ParamTaskPriority); err != nil {
+	if env.Task.Priority, err = intParam(params, ParamTaskPriority); err != nil {
 		keep(err)
 	}
 	if env.Task.Attributes, err = attributes(params, ParamTaskAttributes); err != nil {
@@ -65,9 +73,17 @@ func NewEnv(params url.Values, vars map[string]any) (*rules.Env, error) {
 	return env, firstErr
 }
 
-func intParam(p map[string]string, name string) (int, error) {
-	s, ok := p[name]
-	if !ok || s == "" {
+// param is a parameter's first value, "" when it is missing.
+func param(params url.Values, name string) string {
+	if vs := params[name]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
+func intParam(params url.Values, name string) (int, error) {
+	s := param(params, name)
+	if s == "" {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(s)
