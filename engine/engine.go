@@ -176,6 +176,9 @@ func (e *Engine) decide(params url.Values, trace bool) *Decision {
 		s.candidates = e.index.candidates(env, s.candidates)
 	}
 	for _, i := range s.candidates {
+		if !trace && e.index.rejects(i, env) {
+			continue
+		}
 		r := e.set.Rules[i]
 		out, err := machine.Run(r.Program, env)
 		if err != nil {

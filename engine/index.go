@@ -21,8 +21,17 @@ import (
 
 // index groups rules by the path their first conjunct reads.
 type index struct {
-	paths []*pathIndex
-	other []int // rules with no indexable first conjunct, in order
+	paths  []*pathIndex
+	other  []int     // rules with no indexable first conjunct, in order
+	guards [][]guard // each rule's leading comparisons, for rejects
+}
+
+// guard is one of the comparisons a rule's `when` starts with: path == constant, path in
+// [constants] or path != nil.
+type guard struct {
+	path   path
+	kind   comparison
+	consts []any
 }
 
 // pathIndex is every rule whose first conjunct compares one path with constants.
@@ -46,9 +55,16 @@ func (p path) String() string {
 }
 
 func buildIndex(set *rules.Set) *index {
-	ix := &index{}
+	ix := &index{guards: make([][]guard, len(set.Rules))}
 	byPath := map[string]*pathIndex{}
 	for i, r := range set.Rules {
+		for _, c := range conjuncts(r.Program.Node()) {
+			p, consts, kind, ok := comparisonOf(c, set.Vars)
+			if !ok {
+				break
+			}
+			ix.guards[i] = append(ix.guards[i], guard{path: p, kind: kind, consts: consts})
+		}
 		p, consts, kind, ok := indexable(r.Program.Node(), set.Vars)
 		if !ok {
 			ix.other = append(ix.other, i)
@@ -88,13 +104,20 @@ const (
 // indexable reports whether a `when` starts with path == constant, path in [constants] (string
 // or boolean constants) or path != nil, and returns the path, the constants and the kind.
 func indexable(n ast.Node, vars map[string]any) (p path, consts []any, kind comparison, ok bool) {
-	for {
-		b, isBin := n.(*ast.BinaryNode)
-		if !isBin || (b.Operator != "&&" && b.Operator != "and") {
-			break
-		}
-		n = b.Left
+	return comparisonOf(conjuncts(n)[0], vars)
+}
+
+// conjuncts splits a `when` at its top-level &&s, in the order expr evaluates them.
+func conjuncts(n ast.Node) []ast.Node {
+	if b, ok := n.(*ast.BinaryNode); ok && (b.Operator == "&&" || b.Operator == "and") {
+		return append(conjuncts(b.Left), conjuncts(b.Right)...)
 	}
+	return []ast.Node{n}
+}
+
+// comparisonOf reports whether n is path == constant, path in [constants] (string or
+// boolean constants) or path != nil, and returns the path, the constants and the kind.
+func comparisonOf(n ast.Node, vars map[string]any) (p path, consts []any, kind comparison, ok bool) {
 	b, isBin := n.(*ast.BinaryNode)
 	if !isBin {
 		return p, nil, 0, false
@@ -294,6 +317,47 @@ func (ix *index) candidates(env *rules.Env, buf []int) []int {
 		}
 	}
 	return merge(lists, buf[:0])
+}
+
+// rejects reports whether rule i cannot match env, judged by the comparisons its `when`
+// starts with — as for the index, but for every leading comparison, not only the first: in
+// `task.attributes.call_sid != nil && task.attributes.vip == true`, a callback without vip
+// is rejected without running the rule. A rule is rejected only when one comparison is
+// false and neither it nor one before it could fail at run time, so that the rule would
+// have evaluated to false with no error.
+func (ix *index) rejects(i int, env *rules.Env) bool {
+	for _, g := range ix.guards[i] {
+		v, ok := g.path.read(env)
+		if !ok {
+			return false // expr may fail reading the path: run the rule
+		}
+		switch g.kind {
+		case compareNotNil:
+			if v == nil {
+				return true
+			}
+		case compareEqual:
+			// The constant is a string or a boolean; nothing else equals it, and comparing
+			// cannot fail.
+			switch v.(type) {
+			case string, bool:
+				if v != g.consts[0] {
+					return true
+				}
+			default:
+				return true
+			}
+		case compareIn:
+			s, isStr := v.(string)
+			if !isStr {
+				return false // expr may fail: run the rule
+			}
+			if !slices.Contains(g.consts, any(s)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // inRules lists the path's `in` rules in order.

@@ -37,8 +37,30 @@ rules:
   - {name: last, when: 'task.attributes.q == "z" || task.attributes.n == 2', do: accept}
 `
 
+// Rules that start with several comparisons, each of which can reject a callback before the
+// rule runs; and rules where that must not happen, because a comparison before it may fail.
+const guardRules = `version: 1
+rules:
+  - {name: second, when: 'task.attributes.q != nil && task.attributes.vip == true', do: accept}
+  - {name: third, when: 'task.attributes.q != nil && task.attributes.flag == true && task.attributes.tier == "gold"', do: accept}
+  - {name: deep-second, when: 'task.attributes.q != nil && task.attributes.customer.tier == "gold" && task.attributes.n > 1', do: accept}
+  - {name: deep-first, when: 'task.attributes.customer.plan == "pro" && task.attributes.q == "a"', do: accept}
+  - {name: in-second, when: 'task.attributes.flag == true && task.attributes.q in ["a", "b"]', do: accept}
+  - {name: after-other, when: 'task.priority > 3 && task.attributes.q == "a"', do: accept}
+  - {name: parens, when: 'task.attributes.q != nil && (task.attributes.tier == "silver" && worker.attributes.team == "x")', do: accept}
+  - {name: or-second, when: 'task.attributes.q != nil && (task.attributes.tier == "gold" || task.attributes.vip == true)', do: accept}
+  - {name: optional-second, when: 'task.attributes.q == "c" && task.attributes.customer?.tier == "gold"', do: accept}
+  - {name: number-second, when: 'task.attributes.q != nil && task.attributes.n > 1 && task.attributes.vip == false', do: accept}
+  - {name: last, when: 'worker.attributes.n != nil', do: accept}
+`
+
 func TestIndexAgreesWithFullEvaluation(t *testing.T) {
-	e := newEngine(t, indexRules)
+	t.Run("first conjunct", func(t *testing.T) { agreesWithFullEvaluation(t, indexRules) })
+	t.Run("leading comparisons", func(t *testing.T) { agreesWithFullEvaluation(t, guardRules) })
+}
+
+func agreesWithFullEvaluation(t *testing.T, rulesYAML string) {
+	e := newEngine(t, rulesYAML)
 	r := rand.New(rand.NewPCG(1, 2))
 	values := []any{"a", "b", "c", "d", "e", "z", "", "true", "gold", "silver", "x", "y", true, false, nil, 1.0, 2.0, 5.0,
 		map[string]any{"tier": "gold"}, map[string]any{"tier": "silver"}, map[string]any{"plan": map[string]any{"kind": "pro"}},
