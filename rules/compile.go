@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
@@ -37,7 +36,7 @@ func (p *parser) compileWhen(n *yaml.Node, where string) *vm.Program {
 	if p.tooLong(start, n.Value, "when of "+where) {
 		return nil
 	}
-	prog, err := expr.Compile(n.Value, expr.Env(Env{}), expr.AsBool())
+	prog, err := p.compileExpr(n.Value, true)
 	if err != nil {
 		p.exprError(start, n.Value, "when of "+where, err)
 		return nil
@@ -74,7 +73,7 @@ func (p *parser) compileTemplate(f *Field, n *yaml.Node, where string) (*Templat
 			ok = false
 		} else if p.tooLong(exprPos, src, where+": "+f.Name) {
 			ok = false
-		} else if prog, err := expr.Compile(src, expr.Env(Env{})); err != nil {
+		} else if prog, err := p.compileExpr(src, false); err != nil {
 			p.exprError(exprPos, src, where+": "+f.Name, err)
 			ok = false
 		} else {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/expr-lang/expr/conf"
 	"gopkg.in/yaml.v3"
 )
 
@@ -51,6 +52,8 @@ type parser struct {
 	varPos   map[string]Pos
 	varUses  map[string]int
 	varsNode *yaml.Node
+
+	exprConfs [2]*conf.Config // for compileExpr: template parts, whens
 }
 
 func (p *parser) errorf(pos Pos, format string, args ...any) {
