@@ -146,6 +146,7 @@ func (e *Engine) Explain(params url.Values) *Decision { return e.decide(params, 
 type scratch struct {
 	vm         vm.VM
 	candidates []int
+	lists      [][]int // the index's lists of candidates, merged into candidates
 }
 
 // decide finds the first matching rule. Without a trace it runs only the index's candidates;
@@ -173,7 +174,7 @@ func (e *Engine) decide(params url.Values, trace bool) *Decision {
 			s.candidates = append(s.candidates, i)
 		}
 	} else {
-		s.candidates = e.index.candidates(env, s.candidates)
+		s.candidates, s.lists = e.index.candidates(env, s.candidates, s.lists)
 	}
 	for _, i := range s.candidates {
 		if !trace && e.index.rejects(i, env) {

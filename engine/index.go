@@ -281,9 +281,9 @@ func walk(m map[string]any, keys []string, optional []bool) (any, bool) {
 }
 
 // candidates returns, in rule order, the rules a callback must run: every rule whose indexed
-// comparison can hold, and every rule that is not indexed. buf is reused.
-func (ix *index) candidates(env *rules.Env, buf []int) []int {
-	lists := make([][]int, 0, len(ix.paths)+1)
+// comparison can hold, and every rule that is not indexed. buf and lists are reused.
+func (ix *index) candidates(env *rules.Env, buf []int, lists [][]int) ([]int, [][]int) {
+	lists = lists[:0]
 	if len(ix.other) > 0 {
 		lists = append(lists, ix.other)
 	}
@@ -316,7 +316,7 @@ func (ix *index) candidates(env *rules.Env, buf []int) []int {
 			}
 		}
 	}
-	return merge(lists, buf[:0])
+	return merge(lists, buf[:0]), lists
 }
 
 // rejects reports whether rule i cannot match env, judged by the comparisons its `when`
