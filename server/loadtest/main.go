@@ -2,11 +2,12 @@
 // Twilio's tutorial Flask handler on this machine, and prints the figures with the ratios
 // that issue 7 sets as targets. It is a manual command, not a test:
 //
-//	go run ./server/loadtest                 # about two minutes
+//	go run ./server/loadtest                 # about four minutes
 //	go run ./server/loadtest -smoke          # a few seconds: checks that the runner works
 //
-// It builds reservist (go build -o into a temporary directory), then starts one peer at a
-// time on loopback and sends each the same signed callback (testdata/example/cases/voice.form):
+// It builds reservist (go build -o into a temporary directory) and starts, one after the
+// other on loopback, the peers that are each sent the same signed callback
+// (testdata/example/cases/voice.form):
 //
 //   - reservist with TWILIO_AUTH_TOKEN set and the example rules, where the callback is
 //     decided by the last rule;
@@ -14,11 +15,13 @@
 //   - bare: this program again, in a mode where it parses the form and answers {};
 //   - flask: the tutorial's Flask app, run with Debian's python3-flask as the tutorial runs it.
 //
-// For each it measures the throughput at a number of concurrent connections (wrk, for a
-// bounded duration), the latency at a steady rate (an open-loop generator in this program;
-// see rate.go for why not hey), the peak RSS (VmHWM) and the time from the process's start
-// to its first 200 from /readyz. Everything stays on 127.0.0.1, every load is bounded in
-// time and count, and the children are killed when it exits, also on Ctrl-C.
+// It takes each start's time to the first 200 from /readyz, then runs rounds in which the
+// peers take turns: throughput at 64 connections (wrk, for a bounded duration) with the
+// server's CPU time per callback, then latency at a steady 2,000 callbacks/s (an open-loop
+// generator in this program; see constantRate for why not hey). It reports each peer's
+// medians and its peak RSS (VmHWM). Everything stays on 127.0.0.1, every load is bounded in
+// time and count, and the children are killed when it exits, also on Ctrl-C (and, through
+// Pdeathsig, when it is killed).
 package main
 
 import (
