@@ -2,12 +2,12 @@ package logbuf
 
 import (
 	"context"
+	"github.com/reservist/reservist/engine/jsonstr"
 	"io"
 	"log/slog"
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // JSONHandler writes the same lines as slog.NewJSONHandler(w, nil), byte for byte, at a
@@ -67,16 +67,16 @@ func (h *JSONHandler) Handle(ctx context.Context, r slog.Record) error {
 		b = append(b, `",`...)
 	}
 	b = append(b, `"level":`...)
-	b = appendString(b, r.Level.String())
+	b = jsonstr.Append(b, r.Level.String())
 	b = append(b, `,"msg":`...)
-	b = appendString(b, r.Message)
+	b = jsonstr.Append(b, r.Message)
 	r.Attrs(func(a slog.Attr) bool {
 		b = append(b, ',')
-		b = appendString(b, a.Key)
+		b = jsonstr.Append(b, a.Key)
 		b = append(b, ':')
 		switch a.Value.Kind() {
 		case slog.KindString:
-			b = appendString(b, a.Value.String())
+			b = jsonstr.Append(b, a.Value.String())
 		case slog.KindInt64:
 			b = strconv.AppendInt(b, a.Value.Int64(), 10)
 		case slog.KindUint64:
@@ -93,65 +93,4 @@ func (h *JSONHandler) Handle(ctx context.Context, r slog.Record) error {
 		lines.Put(bp)
 	}
 	return err
-}
-
-const hex = "0123456789abcdef"
-
-// safe[c] reports whether the byte c stands for itself in a JSON string: ASCII other than
-// control characters, quote and backslash.
-var safe = func() (t [256]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-// appendString appends s as slog's JSON handler does: escaped as in encoding/json but
-// without HTML escaping, invalid UTF-8 as \ufffd, and U+2028 and U+2029 escaped.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		for i < len(s) && safe[s[i]] { // most strings are only this loop
-			i++
-		}
-		if i == len(s) {
-			break
-		}
-		c := s[i]
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
