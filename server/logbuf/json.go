@@ -2,12 +2,13 @@ package logbuf
 
 import (
 	"context"
-	"github.com/reservist/reservist/engine/jsonstr"
 	"io"
 	"log/slog"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/reservist/reservist/engine/jsonstr"
 )
 
 // JSONHandler writes the same lines as slog.NewJSONHandler(w, nil), byte for byte, at a
