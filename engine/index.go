@@ -39,7 +39,7 @@ type pathIndex struct {
 	path    path
 	byValue map[any][]int // constant → rules (in order) that compare with it
 	all     []int         // every rule on this path, in order
-	in      map[int]bool  // rules whose comparison is `in`: they take only string values
+	in      []int         // rules whose comparison is `in`, in order: they take only string values
 	notNil  []int         // rules that start with path != nil
 }
 
@@ -72,14 +72,14 @@ func buildIndex(set *rules.Set) *index {
 		}
 		pi := byPath[p.String()]
 		if pi == nil {
-			pi = &pathIndex{path: p, byValue: map[any][]int{}, in: map[int]bool{}}
+			pi = &pathIndex{path: p, byValue: map[any][]int{}}
 			byPath[p.String()] = pi
 			ix.paths = append(ix.paths, pi)
 		}
 		pi.all = append(pi.all, i)
 		switch kind {
 		case compareIn:
-			pi.in[i] = true
+			pi.in = append(pi.in, i)
 		case compareNotNil:
 			pi.notNil = append(pi.notNil, i)
 		}
@@ -307,12 +307,12 @@ func (ix *index) candidates(env *rules.Env, buf []int, lists [][]int) ([]int, []
 				lists = append(lists, l)
 			}
 			if len(pi.in) > 0 {
-				lists = append(lists, pi.inRules())
+				lists = append(lists, pi.in)
 			}
 		default:
 			// nil or a number equals no string or boolean constant; `in` may fail on it.
 			if len(pi.in) > 0 {
-				lists = append(lists, pi.inRules())
+				lists = append(lists, pi.in)
 			}
 		}
 	}
@@ -358,17 +358,6 @@ func (ix *index) rejects(i int, env *rules.Env) bool {
 		}
 	}
 	return false
-}
-
-// inRules lists the path's `in` rules in order.
-func (pi *pathIndex) inRules() []int {
-	out := make([]int, 0, len(pi.in))
-	for _, i := range pi.all {
-		if pi.in[i] {
-			out = append(out, i)
-		}
-	}
-	return out
 }
 
 // merge joins sorted lists of rule numbers into one sorted list without duplicates.
