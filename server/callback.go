@@ -19,7 +19,10 @@ import (
 )
 
 // emptyAnswer is the deferral TaskRouter documents: 200 with {}.
-var emptyAnswer = []byte("{}")
+var (
+	emptyAnswer       = []byte("{}")
+	emptyAnswerLength = []string{"2"}
+)
 
 // errNoOutbox is Put's error when the server was built without an outbox.
 var errNoOutbox = errors.New("no outbox")
@@ -234,7 +237,11 @@ func (c *callback) params(r *http.Request) (url.Values, error) {
 			c.bodies.Put(buf)
 		}
 	}()
-	if _, err := buf.ReadFrom(io.LimitReader(r.Body, MaxBody+1)); err != nil {
+	var body io.Reader = r.Body // net/http ends it after Content-Length bytes, checked above
+	if r.ContentLength <= 0 {
+		body = io.LimitReader(r.Body, MaxBody+1) // chunked: no length to go by
+	}
+	if _, err := buf.ReadFrom(body); err != nil {
 		return nil, errBadForm // the client stopped sending or timed out
 	}
 	if buf.Len() > MaxBody {
@@ -306,8 +313,10 @@ func (b *budget) expire() {
 	if b.done {
 		return
 	}
+	// The handler goes on deciding: send the answer now, not when it returns, with its
+	// length (net/http cannot add it to a flushed response).
+	b.w.Header()["Content-Length"] = emptyAnswerLength
 	respondJSON(b.w, http.StatusOK, emptyAnswer)
-	// The handler goes on deciding: send the answer now, not when it returns.
 	http.NewResponseController(b.w).Flush()
 	b.expired = time.Now()
 }
