@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -24,6 +25,8 @@ type wrkResult struct {
 	p50, p99  time.Duration // latency at saturation
 	errors    int           // non-2xx answers and socket errors
 	cpuPerReq time.Duration // the server's CPU time (user + system) per request
+	wrkCPU    time.Duration // wrk's own CPU time
+	other     float64       // cores busy with anything but this run
 }
 
 // wrkScript is the Lua script that makes wrk send the signed callback. The body is
@@ -55,6 +58,7 @@ func runWrk(ctx context.Context, wrk, dir string, o options, r request) (*wrkRes
 	if err != nil {
 		return nil, fmt.Errorf("%v\n%s", err, out.String())
 	}
+	res.wrkCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return res, nil
 }
 
@@ -119,6 +123,7 @@ type rateResult struct {
 	achieved float64
 	p50, p99 time.Duration
 	max      time.Duration
+	other    float64 // cores busy with anything but this run
 }
 
 // constantRate sends the callback at a steady rate, open loop: the i-th request is due at
@@ -221,6 +226,64 @@ func cpuTime(pid int) (time.Duration, error) {
 	// utime and stime, fields 14 and 15, in clock ticks; Linux's USER_HZ is 100.
 	var ticks int64
 	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// cpuSample is where the machine's CPU time stood at one moment.
+type cpuSample struct {
+	at      time.Time
+	machine time.Duration // every core's busy time, steal included (/proc/stat)
+	server  time.Duration // the peer's
+	self    time.Duration // the runner's
+}
+
+func takeCPU(server int) (cpuSample, error) {
+	c := cpuSample{at: time.Now()}
+	var err error
+	if c.machine, err = machineBusy(); err != nil {
+		return c, err
+	}
+	if c.server, err = cpuTime(server); err != nil {
+		return c, err
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return c, err
+	}
+	c.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return c, nil
+}
+
+// other is how many cores, on average since before, were busy with something else than the
+// peer, the load generator (wrk, whose CPU time is given, or this runner) and this runner:
+// other engineers' builds and tests on a shared machine, or the hypervisor's steal.
+func (c cpuSample) other(before cpuSample, wrk time.Duration) float64 {
+	busy := (c.machine - before.machine) - (c.server - before.server) - (c.self - before.self) - wrk
+	return max(0, busy.Seconds()/c.at.Sub(before.at).Seconds())
+}
+
+// machineBusy is the time all cores have spent on anything but idling, from /proc/stat.
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var ticks int64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			return 0, err

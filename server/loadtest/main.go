@@ -227,7 +227,7 @@ func measure(ctx context.Context, o options, kids *children, peers []*peer, dir,
 			mm := res[p.name]
 			if wrk != "" {
 				fmt.Fprintf(stdout, "round %d/%d: %s, %d connections for %v ...\n", round, o.rounds, p.name, o.conns, o.duration)
-				before, err := cpuTime(mm.proc.Pid)
+				before, err := takeCPU(mm.proc.Pid)
 				if err != nil {
 					return nil, err
 				}
@@ -235,11 +235,12 @@ func measure(ctx context.Context, o options, kids *children, peers []*peer, dir,
 				if err != nil {
 					return nil, fmt.Errorf("%s: %w", p.name, err)
 				}
-				after, err := cpuTime(mm.proc.Pid)
+				after, err := takeCPU(mm.proc.Pid)
 				if err != nil {
 					return nil, err
 				}
-				w.cpuPerReq = (after - before) / time.Duration(max(1, w.requests))
+				w.cpuPerReq = (after.server - before.server) / time.Duration(max(1, w.requests))
+				w.other = after.other(before, w.wrkCPU)
 				mm.wrk = append(mm.wrk, w)
 			}
 			// A peer that cannot keep up with the rate would only queue: its latency is
@@ -249,10 +250,19 @@ func measure(ctx context.Context, o options, kids *children, peers []*peer, dir,
 				continue
 			}
 			fmt.Fprintf(stdout, "round %d/%d: %s, %d callbacks/s for %v ...\n", round, o.rounds, p.name, o.rate, o.rateFor)
+			before, err := takeCPU(mm.proc.Pid)
+			if err != nil {
+				return nil, err
+			}
 			r, err := constantRate(ctx, mm.req, o.rate, time.Second, o.rateFor, 64)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.name, err)
 			}
+			after, err := takeCPU(mm.proc.Pid)
+			if err != nil {
+				return nil, err
+			}
+			r.other = after.other(before, 0)
 			mm.rate = append(mm.rate, r)
 		}
 	}

@@ -43,10 +43,11 @@ func printTable(w io.Writer, o options, m *machine, peers []*peer, res map[strin
 		sum[name] = summarize(mm)
 	}
 	fmt.Fprintf(w, "\n%s\nload average after: %s\n", m, m.loadAfter)
-	fmt.Fprintf(w, "medians of %d rounds; throughput: wrk -t%d -c%d -d%v; steady rate: %d/s open loop for %v after 1s warm-up\n\n",
+	fmt.Fprintf(w, "medians of %d rounds; throughput: wrk -t%d -c%d -d%v; steady rate: %d/s open loop for %v after 1s warm-up\n",
 		o.rounds, o.threads, o.conns, o.duration, o.rate, o.rateFor)
+	fmt.Fprint(w, "other: cores busy with anything but the run (other processes, hypervisor steal) during that median round\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "peer\t req/s @%d\t (min–max)\t CPU/req\t p50\t p99\t errors\t p50 @%d/s\t p99 @%d/s\t max\t failed\t peak RSS\t ready\t\n",
+	fmt.Fprintf(tw, "peer\t req/s @%d\t (min–max)\t CPU/req\t p50\t p99\t errors\t other\t p50 @%d/s\t p99 @%d/s\t max\t failed\t other\t peak RSS\t ready\t\n",
 		o.conns, o.rate, o.rate)
 	for _, p := range peers {
 		s := sum[p.name]
@@ -55,17 +56,17 @@ func printTable(w io.Writer, o options, m *machine, peers []*peer, res map[strin
 		}
 		fmt.Fprintf(tw, "%s\t", p.label)
 		if s.wrk != nil {
-			fmt.Fprintf(tw, " %.0f\t (%.0f–%.0f)\t %s\t %s\t %s\t %d\t", s.wrk.rps, s.rpsMin, s.rpsMax, us(s.wrk.cpuPerReq), ms(s.wrk.p50), ms(s.wrk.p99), s.wrk.errors)
+			fmt.Fprintf(tw, " %.0f\t (%.0f–%.0f)\t %s\t %s\t %s\t %d\t %.2f\t", s.wrk.rps, s.rpsMin, s.rpsMax, us(s.wrk.cpuPerReq), ms(s.wrk.p50), ms(s.wrk.p99), s.wrk.errors, s.wrk.other)
 		} else {
-			fmt.Fprint(tw, " -\t\t -\t -\t -\t -\t")
+			fmt.Fprint(tw, " -\t\t -\t -\t -\t -\t -\t")
 		}
 		switch {
 		case s.rate != nil:
-			fmt.Fprintf(tw, " %s\t %s\t %s\t %d\t", ms(s.rate.p50), ms(s.rate.p99), ms(s.rate.max), s.rate.failed)
+			fmt.Fprintf(tw, " %s\t %s\t %s\t %d\t %.2f\t", ms(s.rate.p50), ms(s.rate.p99), ms(s.rate.max), s.rate.failed, s.rate.other)
 		case s.overloaded:
-			fmt.Fprint(tw, " overloaded\t -\t -\t -\t")
+			fmt.Fprint(tw, " overloaded\t -\t -\t -\t -\t")
 		default:
-			fmt.Fprint(tw, " -\t -\t -\t -\t")
+			fmt.Fprint(tw, " -\t -\t -\t -\t -\t")
 		}
 		fmt.Fprintf(tw, " %.1f MiB\t %s\t\n", float64(s.rssKB)/1024, ms(s.ready))
 	}
