@@ -173,7 +173,6 @@ func (c *callback) handOver(d *engine.Decision, received time.Time) result {
 // record counts a decided callback and writes its decision log line: SIDs, never
 // attributes.
 func (c *callback) record(d *engine.Decision, res result, took time.Duration) {
-	c.metrics.callback(d.Rule, d.Instruction(), res.outcome, took)
 	attrs := [...]slog.Attr{
 		slog.String("reservation_sid", d.ReservationSid),
 		slog.String("task_sid", d.TaskSid),
@@ -193,13 +192,13 @@ func (c *callback) record(d *engine.Decision, res result, took time.Duration) {
 	// The record is made here rather than by LogAttrs, which would spend a runtime.Callers
 	// on every callback for a source location this log never shows.
 	ctx := context.Background()
-	h := c.decisions.Handler()
-	if !h.Enabled(ctx, slog.LevelInfo) {
-		return
+	if h := c.decisions.Handler(); h.Enabled(ctx, slog.LevelInfo) {
+		r := slog.NewRecord(time.Now(), slog.LevelInfo, "callback", 0)
+		r.AddAttrs(attrs[:n]...)
+		h.Handle(ctx, r)
 	}
-	r := slog.NewRecord(time.Now(), slog.LevelInfo, "callback", 0)
-	r.AddAttrs(attrs[:n]...)
-	h.Handle(ctx, r)
+	// Counted after the line is written, so that whoever sees the count can read the line.
+	c.metrics.callback(d.Rule, d.Instruction(), res.outcome, took)
 }
 
 // refuse answers a request whose method, size or form is wrong.
