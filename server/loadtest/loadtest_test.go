@@ -150,3 +150,26 @@ func TestWrkScriptAndFlaskApp(t *testing.T) {
 		t.Errorf("flaskApp is not the tutorial's handler:\n%s", flaskApp)
 	}
 }
+
+func TestPairedTargets(t *testing.T) {
+	wrkRuns := func(rps ...float64) []*wrkResult {
+		var out []*wrkResult
+		for _, r := range rps {
+			out = append(out, &wrkResult{rps: r})
+		}
+		return out
+	}
+	// The machine slows down in the middle rounds: the medians of each peer would give
+	// 30000/40000 = 75%, the rounds' own ratios are all 85% or more.
+	res := map[string]*measurement{
+		"bare":      {wrk: wrkRuns(40000, 20000, 20000, 40000, 41000)},
+		"reservist": {wrk: wrkRuns(34000, 17000, 17500, 35000, 34850)},
+	}
+	ts := targets(res)
+	if got := ts[0]; got.what != "full path throughput / bare" || !got.ok || !strings.HasPrefix(got.got, "85% (rounds: 85% 85% 88% 88% 85%)") {
+		t.Errorf("targets()[0] = %+v; want 85%% from the rounds' ratios, met", got)
+	}
+	if !ts[1].missing {
+		t.Errorf("targets()[1] = %+v; want Flask not measured", ts[1])
+	}
+}

@@ -60,12 +60,12 @@ type options struct {
 
 func main() {
 	var o options
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "wrk's `duration` per peer and round")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of throughput and latency runs, peers taking turns; the median is reported")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "wrk's `duration` per peer and round")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds of throughput and latency runs, peers taking turns; medians are reported")
 	flag.IntVar(&o.conns, "conns", 64, "concurrent connections for the throughput run")
 	flag.IntVar(&o.threads, "threads", 1, "wrk threads (the load generator shares the machine with the server)")
 	flag.IntVar(&o.rate, "rate", 2000, "callbacks per second for the latency run")
-	flag.DurationVar(&o.rateFor, "rate-duration", 10*time.Second, "how long the latency run is measured, after 1s of warm-up")
+	flag.DurationVar(&o.rateFor, "rate-duration", 5*time.Second, "how long the latency run is measured, after 1s of warm-up")
 	flag.IntVar(&o.rules, "rules", 1000, "rules in the generated file; the last one matches")
 	flag.StringVar(&o.peers, "peers", "bare,reservist,reservist-1000,flask", "peers to run, comma-separated")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the logs, rules and app.py")
@@ -208,9 +208,9 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 }
 
 // measure starts the peers one after the other, timing each start, then runs the rounds:
-// in each, every peer in turn takes wrk's load, then the steady rate. Taking turns spreads
-// whatever else the machine is doing over all peers alike. The peers not under load sit
-// idle. Peak RSS is read at the end.
+// in each, every peer in turn takes wrk's load; then rounds of the steady rate. Taking turns
+// spreads whatever else the machine is doing over all peers alike. The peers not under load
+// sit idle. Peak RSS is read at the end.
 func measure(ctx context.Context, o options, kids *children, peers []*peer, dir, wrk string, params url.Values, stdout io.Writer) (map[string]*measurement, error) {
 	res := map[string]*measurement{}
 	for _, p := range peers {
@@ -222,31 +222,37 @@ func measure(ctx context.Context, o options, kids *children, peers []*peer, dir,
 		defer kids.stop(mm.proc)
 		res[p.name] = mm
 	}
+	// The throughput runs of a round follow each other closely, and so do the latency runs:
+	// the machine's speed drifts (other virtual machines on the host), and the ratios are
+	// taken round by round between runs close in time.
+	for round := 1; round <= o.rounds && wrk != ""; round++ {
+		for _, p := range peers {
+			mm := res[p.name]
+			fmt.Fprintf(stdout, "round %d/%d: %s, %d connections for %v ...\n", round, o.rounds, p.name, o.conns, o.duration)
+			before, err := takeCPU(mm.proc.Pid)
+			if err != nil {
+				return nil, err
+			}
+			w, err := runWrk(ctx, wrk, dir, o, mm.req)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p.name, err)
+			}
+			after, err := takeCPU(mm.proc.Pid)
+			if err != nil {
+				return nil, err
+			}
+			w.cpuPerReq = (after.server - before.server) / time.Duration(max(1, w.requests))
+			w.other = after.other(before, w.wrkCPU)
+			mm.wrk = append(mm.wrk, w)
+			// A peer that cannot keep up with the rate would only queue: its latency is
+			// not a figure, and the run would take minutes.
+			mm.overloaded = mm.overloaded || w.rps < 1.2*float64(o.rate)
+		}
+	}
 	for round := 1; round <= o.rounds; round++ {
 		for _, p := range peers {
 			mm := res[p.name]
-			if wrk != "" {
-				fmt.Fprintf(stdout, "round %d/%d: %s, %d connections for %v ...\n", round, o.rounds, p.name, o.conns, o.duration)
-				before, err := takeCPU(mm.proc.Pid)
-				if err != nil {
-					return nil, err
-				}
-				w, err := runWrk(ctx, wrk, dir, o, mm.req)
-				if err != nil {
-					return nil, fmt.Errorf("%s: %w", p.name, err)
-				}
-				after, err := takeCPU(mm.proc.Pid)
-				if err != nil {
-					return nil, err
-				}
-				w.cpuPerReq = (after.server - before.server) / time.Duration(max(1, w.requests))
-				w.other = after.other(before, w.wrkCPU)
-				mm.wrk = append(mm.wrk, w)
-			}
-			// A peer that cannot keep up with the rate would only queue: its latency is
-			// not a figure, and the run would take minutes.
-			if len(mm.wrk) > 0 && mm.wrk[0].rps < 1.2*float64(o.rate) {
-				mm.overloaded = true
+			if mm.overloaded {
 				continue
 			}
 			fmt.Fprintf(stdout, "round %d/%d: %s, %d callbacks/s for %v ...\n", round, o.rounds, p.name, o.rate, o.rateFor)
