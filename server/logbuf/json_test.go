@@ -24,6 +24,16 @@ func sameAsSlog(t *testing.T, r slog.Record) {
 	if got.String() != want.String() {
 		t.Errorf("JSONHandler wrote\n%s; slog.JSONHandler writes\n%s", got.String(), want.String())
 	}
+
+	var attrs []slog.Attr
+	r.Attrs(func(a slog.Attr) bool { attrs = append(attrs, a); return true })
+	got.Reset()
+	if err := NewJSONHandler(&got).HandleAttrs(context.Background(), r.Time, r.Level, r.Message, attrs); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != want.String() {
+		t.Errorf("HandleAttrs wrote\n%s; slog.JSONHandler writes\n%s", got.String(), want.String())
+	}
 }
 
 func TestJSONHandlerSameAsSlog(t *testing.T) {
