@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,9 +12,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/rules"
+	"github.com/reservist/reservist/server/logbuf"
 )
 
 // emptyAnswer is the deferral TaskRouter documents: 200 with {}.
@@ -38,8 +39,10 @@ type callback struct {
 	timeout   time.Duration
 	log       *slog.Logger
 	decisions *slog.Logger
-	metrics   *Metrics
-	bodies    sync.Pool // *bytes.Buffer
+	// decisionsJSON is decisions' handler when it is logbuf's JSON handler.
+	decisionsJSON *logbuf.JSONHandler
+	metrics       *Metrics
+	budgets       sync.Pool // *budget whose timer is stopped
 
 	observe func(url.Values, *engine.Decision) // Options.Observe
 
@@ -59,10 +62,10 @@ func newCallback(o Options) *callback {
 		observe:      o.Observe,
 		beforeDecide: o.beforeDecide,
 	}
+	c.decisionsJSON, _ = o.DecisionLog.Handler().(*logbuf.JSONHandler)
 	if o.AuthToken != "" {
 		c.validator = NewValidator(o.AuthToken)
 	}
-	c.bodies.New = func() any { return new(bytes.Buffer) }
 	return c
 }
 
@@ -189,10 +192,15 @@ func (c *callback) record(d *engine.Decision, res result, took time.Duration) {
 	if !res.duplicate {
 		n-- // said only when it happens
 	}
-	// The record is made here rather than by LogAttrs, which would spend a runtime.Callers
-	// on every callback for a source location this log never shows.
+	// The line is written here rather than by LogAttrs, which would spend a runtime.Callers
+	// on every callback for a source location this log never shows; serve's JSON handler
+	// takes the attributes without a record.
 	ctx := context.Background()
-	if h := c.decisions.Handler(); h.Enabled(ctx, slog.LevelInfo) {
+	switch h := c.decisions.Handler(); {
+	case !h.Enabled(ctx, slog.LevelInfo):
+	case c.decisionsJSON != nil:
+		c.decisionsJSON.HandleAttrs(ctx, time.Now(), slog.LevelInfo, "callback", attrs[:n])
+	default:
 		r := slog.NewRecord(time.Now(), slog.LevelInfo, "callback", 0)
 		r.AddAttrs(attrs[:n]...)
 		h.Handle(ctx, r)
@@ -226,34 +234,45 @@ func (c *callback) params(r *http.Request) (url.Values, error) {
 	default:
 		return nil, errMethod
 	}
-	if r.ContentLength > MaxBody {
-		return nil, errTooLarge
-	}
-	buf := c.bodies.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= 64<<10 { // keep the pool from holding on to a few huge bodies
-			buf.Reset()
-			c.bodies.Put(buf)
-		}
-	}()
-	var body io.Reader = r.Body // net/http ends it after Content-Length bytes, checked above
-	if r.ContentLength <= 0 {
-		body = io.LimitReader(r.Body, MaxBody+1) // chunked: no length to go by
-	}
-	if _, err := buf.ReadFrom(body); err != nil {
-		return nil, errBadForm // the client stopped sending or timed out
-	}
-	if buf.Len() > MaxBody {
-		return nil, errTooLarge
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
 	}
 	if !isForm(r.Header.Get("Content-Type")) {
 		return nil, errNotForm
 	}
-	form, err := parseForm(buf.String())
+	form, err := parseForm(body)
 	if err != nil {
 		return nil, errBadForm
 	}
 	return form, nil
+}
+
+// readBody reads a POST's body, refusing one over MaxBody. A body with a Content-Length (as
+// TaskRouter sends) is read into a slice of exactly its size, which becomes the string
+// without a copy: nothing else ever sees the slice, so the string's bytes cannot change.
+// Only a length up to preallocMax is allocated before the bytes arrive, so that a client
+// cannot make reservist hold a megabyte per connection by announcing it.
+func readBody(r *http.Request) (string, error) {
+	const preallocMax = 64 << 10
+	switch n := r.ContentLength; {
+	case n > MaxBody:
+		return "", errTooLarge
+	case n > 0 && n <= preallocMax:
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, b); err != nil { // net/http ends the body at n bytes
+			return "", errBadForm // the client stopped sending or timed out
+		}
+		return unsafe.String(unsafe.SliceData(b), len(b)), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1)) // chunked, or large: grows as it comes
+	if err != nil {
+		return "", errBadForm
+	}
+	if len(b) > MaxBody {
+		return "", errTooLarge
+	}
+	return string(b), nil
 }
 
 // isForm reports whether a Content-Type is a form, with or without parameters.
@@ -271,7 +290,8 @@ func isForm(ct string) bool {
 // go to the outbox.
 //
 // No goroutine is started per callback: a timer fires only when a decision is late, and
-// then the timer's goroutine writes the answer while the engine is still busy.
+// then the timer's goroutine writes the answer while the engine is still busy. Timers that
+// did not fire are used again.
 func (c *callback) decide(w http.ResponseWriter, e *engine.Engine, params url.Values, received time.Time) (d *engine.Decision, answeredAt time.Time) {
 	if c.budget <= 0 {
 		return c.run(e, params), time.Time{}
@@ -281,13 +301,28 @@ func (c *callback) decide(w http.ResponseWriter, e *engine.Engine, params url.Va
 		respondJSON(w, http.StatusOK, emptyAnswer)
 		return c.run(e, params), time.Now()
 	}
-	b := &budget{w: w}
-	t := time.AfterFunc(left, b.expire)
+	b := c.startBudget(w, left)
 	defer func() {
-		t.Stop()
+		stopped := b.t.Stop()
 		answeredAt = b.settle() // also on a panic, so that the timer cannot answer after it
+		if stopped {            // the timer's function never ran and never will
+			*b = budget{t: b.t}
+			c.budgets.Put(b)
+		}
 	}()
 	return c.run(e, params), time.Time{}
+}
+
+// startBudget arms a budget for w that expires after left.
+func (c *callback) startBudget(w http.ResponseWriter, left time.Duration) *budget {
+	if b, ok := c.budgets.Get().(*budget); ok {
+		b.w = w
+		b.t.Reset(left)
+		return b
+	}
+	b := &budget{w: w}
+	b.t = time.AfterFunc(left, b.expire)
+	return b
 }
 
 func (c *callback) run(e *engine.Engine, params url.Values) *engine.Decision {
@@ -300,6 +335,7 @@ func (c *callback) run(e *engine.Engine, params url.Values) *engine.Decision {
 // budget decides who answers a callback: the handler with the decision, or the timer with
 // {} when the budget runs out. Whoever comes first owns the ResponseWriter.
 type budget struct {
+	t       *time.Timer // runs expire
 	mu      sync.Mutex
 	w       http.ResponseWriter
 	done    bool      // the handler has its decision; the timer must not answer

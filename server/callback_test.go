@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -231,6 +234,56 @@ func TestCallbackBadInput(t *testing.T) {
 	}
 }
 
+// The body reaches the engine whole however it is sent: with a Content-Length, chunked, or
+// longer than what is read in one piece; a body that ends before its Content-Length is a bad
+// form.
+func TestCallbackBodies(t *testing.T) {
+	h := newHarness(t)
+	u := h.srv.URL + "/assignment_callback"
+	good := callbackParams(`{"channel":"chat"}`)
+	large := callbackParams(`{"channel":"chat"}`)
+	large.Set("Padding", strings.Repeat("x", 200<<10)) // over what is allocated up front
+	for _, tt := range []struct {
+		name    string
+		params  url.Values
+		chunked bool
+	}{
+		{"with length", good, false},
+		{"chunked", good, true},
+		{"with length, 200 KiB", large, false},
+		{"chunked, 200 KiB", large, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var r io.Reader = strings.NewReader(tt.params.Encode())
+			if tt.chunked {
+				r = io.MultiReader(r) // hides the length: sent chunked
+			}
+			req, _ := http.NewRequest("POST", u, r)
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set(SignatureHeader, sign(h.token, u, tt.params))
+			wantJSON(t, h.do(t, req), 200, `{"instruction":"accept"}`)
+		})
+	}
+
+	t.Run("shorter than its length", func(t *testing.T) {
+		conn, err := net.Dial("tcp", h.srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		body := good.Encode()
+		fmt.Fprintf(conn, "POST /assignment_callback HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s",
+			h.srv.Listener.Addr(), len(body)+10, body)
+		conn.(*net.TCPConn).CloseWrite() // the client stops sending; it still reads the answer
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantError(t, resp, 400)
+	})
+}
+
 func TestCallbackErrorsDoNotLeak(t *testing.T) {
 	h := newHarness(t)
 	req, _ := http.NewRequest("POST", h.srv.URL+"/assignment_callback", strings.NewReader("a=%zz"))
@@ -448,6 +501,32 @@ func TestCallbackResponseBudget(t *testing.T) {
 	eventually(t, "the late defer to be logged", func() bool { return len(h.log.lines(t, "callback")) == 2 })
 	if n := len(h.outbox.Actions()); n != 1 {
 		t.Errorf("outbox has %d actions; a late defer must add none", n)
+	}
+}
+
+// Budget timers that did not fire are used again: a late callback after many quick ones
+// still gets its {} from the budget, and quick ones after it get their decisions.
+func TestCallbackResponseBudgetReused(t *testing.T) {
+	var slow atomic.Bool
+	release := make(chan struct{})
+	h := newHarness(t, func(o *Options) {
+		o.ResponseBudget = time.Second // far beyond a quick decision, even under -race
+		o.beforeDecide = func() {
+			if slow.Load() {
+				<-release
+			}
+		}
+	})
+	chat := callbackParams(`{"channel":"chat"}`)
+	for i := 0; i < 20; i++ {
+		wantJSON(t, h.post(t, "/assignment_callback", with(chat, "ReservationSid", fmt.Sprintf("WR%032x", i))), 200, `{"instruction":"accept"}`)
+	}
+	slow.Store(true)
+	wantJSON(t, h.post(t, "/assignment_callback", with(chat, "ReservationSid", fmt.Sprintf("WR%032x", 100))), 200, `{}`)
+	slow.Store(false)
+	close(release)
+	for i := 0; i < 5; i++ {
+		wantJSON(t, h.post(t, "/assignment_callback", with(chat, "ReservationSid", fmt.Sprintf("WR%032x", 200+i))), 200, `{"instruction":"accept"}`)
 	}
 }
 
