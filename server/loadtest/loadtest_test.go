@@ -172,4 +172,12 @@ func TestPairedTargets(t *testing.T) {
 	if !ts[1].missing {
 		t.Errorf("targets()[1] = %+v; want Flask not measured", ts[1])
 	}
+
+	// reservist without its heap floor is a figure beside the targets, after the one it
+	// qualifies.
+	res["reservist-gogc100"] = &measurement{wrk: wrkRuns(30000, 15000, 15000, 30000, 30750)}
+	ts = targets(res)
+	if got := ts[1]; !got.info || !strings.HasPrefix(got.got, "75% (rounds: 75% 75% 75% 75% 75%)") {
+		t.Errorf("targets()[1] = %+v; want the GOGC=100 figure, 75%%, for information", got)
+	}
 }
