@@ -39,8 +39,8 @@ const (
 	writeSlack = 5 * time.Second
 	// gcHeadroom is how much the garbage collector lets reservist allocate between two
 	// collections at least (GOGC in the environment turns it off): at full load on the
-	// example rules the collector runs about a third as often as with GOGC=100, for at
-	// most this much more memory.
+	// example rules the collector runs about a quarter as often as with GOGC=100 (0.8
+	// against 2.9 times per 1,000 callbacks), for at most this much more memory.
 	gcHeadroom = 8 << 20
 )
 
