@@ -173,7 +173,7 @@ func TestPairedTargets(t *testing.T) {
 		t.Errorf("targets()[1] = %+v; want Flask not measured", ts[1])
 	}
 
-	// reservist without its heap floor is a figure beside the targets, after the one it
+	// reservist without its GC headroom is a figure beside the targets, after the one it
 	// qualifies.
 	res["reservist-gogc100"] = &measurement{wrk: wrkRuns(30000, 15000, 15000, 30000, 30750)}
 	ts = targets(res)

@@ -11,7 +11,7 @@
 //
 //   - reservist with TWILIO_AUTH_TOKEN set and the example rules, where the callback is
 //     decided by the last rule;
-//   - the same with GOGC=100 in its environment, which turns off its heap floor;
+//   - the same with GOGC=100 in its environment, which turns off its GC headroom;
 //   - reservist with 1,000 generated rules, the last of which matches;
 //   - bare: this program again, in a mode where it parses the form and answers {};
 //   - flask: the tutorial's Flask app, run with Debian's python3-flask as the tutorial runs it.
@@ -184,8 +184,8 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	peers := []*peer{
 		{name: "bare", label: "bare net/http (parse form, write {})", cmd: []string{self}, bare: true, ready: "/readyz", want: []byte("{}")},
 		{name: "reservist", label: "reservist, example rules (signed)", cmd: append([]string{bin}, reservistArgs(filepath.Join(root, "testdata/example/rules.yaml"), "example")...), env: env, ready: "/readyz", want: want},
-		// The same with the heap floor off: what reservist does with the runtime's defaults.
-		{name: "reservist-gogc100", label: "reservist, example rules, GOGC=100 (no heap floor)", cmd: append([]string{bin}, reservistArgs(filepath.Join(root, "testdata/example/rules.yaml"), "gogc100")...), env: append(slices.Clip(env), "GOGC=100"), ready: "/readyz", want: want},
+		// The same with the GC headroom off: what reservist does with the runtime's defaults.
+		{name: "reservist-gogc100", label: "reservist, example rules, GOGC=100 (no GC headroom)", cmd: append([]string{bin}, reservistArgs(filepath.Join(root, "testdata/example/rules.yaml"), "gogc100")...), env: append(slices.Clip(env), "GOGC=100"), ready: "/readyz", want: want},
 		{name: "reservist-1000", label: fmt.Sprintf("reservist, %d rules, last matches", o.rules), cmd: append([]string{bin}, reservistArgs(generated, "generated")...), env: env, ready: "/readyz", want: want},
 		{name: "flask", label: "Twilio tutorial Flask (python3-flask)", cmd: []string{o.pythonBin, filepath.Join(dir, "app.py")}, ready: "/assignment_callback", flask: true},
 	}

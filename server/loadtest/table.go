@@ -102,7 +102,7 @@ type target struct {
 // time — and reports the median of the rounds' ratios, with every round's.
 func targets(res map[string]*measurement) []target {
 	bare, full, many, flask := res["bare"], res["reservist"], res["reservist-1000"], res["flask"]
-	noFloor := res["reservist-gogc100"]
+	noHeadroom := res["reservist-gogc100"]
 	rps := func(m *measurement) []float64 {
 		if m == nil {
 			return nil
@@ -138,7 +138,7 @@ func targets(res map[string]*measurement) []target {
 	var ts []target
 	for _, c := range []compare{
 		{"full path throughput / bare", rps(full), rps(bare), 0.8, false, pct, "≥ 80%", false},
-		{"full path with GOGC=100 (no heap floor) throughput / bare", rps(noFloor), rps(bare), 0, false, pct, "-", true},
+		{"full path with GOGC=100 (no GC headroom) throughput / bare", rps(noHeadroom), rps(bare), 0, false, pct, "-", true},
 		{"full path throughput / Flask", rps(full), rps(flask), 15, false, times, "≥ 15×", false},
 		{"generated rules throughput / example rules", rps(many), rps(full), 0.8, false, pct, "≥ 80%", false},
 		{"full path p99 / bare p99 at the steady rate", p99(full), p99(bare), 2, true, times2, "≤ 2×", false},
