@@ -24,7 +24,10 @@ func Append(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		for i < len(s) && safe[s[i]] { // most strings are only this loop
+		for i+8 <= len(s) && safeWord(s[i:i+8]) { // most strings are only these two loops
+			i += 8
+		}
+		for i < len(s) && safe[s[i]] {
 			i++
 		}
 		if i == len(s) {
@@ -66,4 +69,18 @@ func Append(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// safeWord reports whether the eight bytes of w are all safe, testing them at once: none is
+// below 0x20, a quote, a backslash or 0x80 and above. (The tests for a byte below n and for
+// a zero byte are the exact ones from Sean Anderson's "Bit Twiddling Hacks".)
+func safeWord(w string) bool {
+	x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q, bs := x^('"'*ones), x^('\\'*ones) // zero where x has a quote, a backslash
+	below := (x - 0x20*ones) &^ x        // high bit set in some byte if one is below 0x20
+	quote := (q - ones) &^ q             // … if q has a zero byte
+	backslash := (bs - ones) &^ bs
+	return (x|below|quote|backslash)&highs == 0
 }

@@ -3,6 +3,8 @@ package jsonstr
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -48,5 +50,56 @@ func BenchmarkAppend(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = Append(buf[:0], "https://example.com/twiml/agent-answer?task=WT0123456789abcdef0123456789abcdef")
+	}
+}
+
+// safeWord must agree with the byte table for every word: each byte value at each of the
+// eight places among safe bytes, and random words made of the bytes around the edges.
+func TestSafeWordMatchesTable(t *testing.T) {
+	bySafe := func(w string) bool {
+		for i := range len(w) {
+			if !safe[w[i]] {
+				return false
+			}
+		}
+		return true
+	}
+	check := func(w string) {
+		t.Helper()
+		if got, want := safeWord(w), bySafe(w); got != want {
+			t.Fatalf("safeWord(%q) = %v; the table says %v", w, got, want)
+		}
+	}
+	for c := range 256 {
+		for at := range 8 {
+			for _, fill := range []byte{'a', ' ', '~', '!', '#', '[', ']'} {
+				w := bytes.Repeat([]byte{fill}, 8)
+				w[at] = byte(c)
+				check(string(w))
+			}
+		}
+	}
+	edges := []byte{0x00, 0x01, 0x1f, 0x20, 0x21, '"' - 1, '"', '"' + 1, '\\' - 1, '\\', '\\' + 1, 0x7e, 0x7f, 0x80, 0x81, 0xa2, 0xdc, 0xfe, 0xff}
+	r := rand.New(rand.NewPCG(1, 2))
+	w := make([]byte, 8)
+	for range 200000 {
+		for i := range w {
+			if r.IntN(4) == 0 {
+				w[i] = edges[r.IntN(len(edges))]
+			} else {
+				w[i] = byte(0x20 + r.IntN(0x5f))
+			}
+		}
+		check(string(w))
+	}
+}
+
+// Each kind of byte that must be escaped, at every place of a long string, goes through
+// the eight-byte scan and the byte loop alike.
+func TestAppendEscapesAtEveryPlace(t *testing.T) {
+	for _, c := range []string{"\x00", "\x1f", "\"", "\\", "\n", "\x7f", "é", "\u2028", "\xff", "🙂"} {
+		for at := range 24 {
+			sameAsEncodingJSON(t, strings.Repeat("a", at)+c+strings.Repeat("b", 24-at))
+		}
 	}
 }
