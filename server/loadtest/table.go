@@ -47,6 +47,7 @@ func printTable(w io.Writer, o options, m *machine, peers []*peer, res map[strin
 	fmt.Fprintf(w, "medians of %d rounds; throughput: wrk -t%d -c%d -d%v; steady rate: %d/s open loop for %v after 1s warm-up\n",
 		o.rounds, o.threads, o.conns, o.duration, o.rate, o.rateFor)
 	fmt.Fprint(w, "other: cores busy with anything but the run (other processes, hypervisor steal) during that median round\n")
+	fmt.Fprintf(w, "ready: exec to the first 200 from the readiness path, median of %d starts\n", max(1, o.starts))
 	fmt.Fprint(w, "targets: the median of the ratios taken round by round, between runs close in time\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "peer\t req/s @%d\t (min–max)\t CPU/req\t p50\t p99\t errors\t other\t p50 @%d/s\t p99 @%d/s\t max\t failed\t other\t peak RSS\t ready\t\n",
