@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -855,5 +856,35 @@ func TestServeReloadCases(t *testing.T) {
 	code, stderr := exitOf(t, nil, "--rules", bad, "--reload-cases", cases, "--listen", "127.0.0.1:0", "--admin-listen", "off", "--state-dir", filepath.Join(dir, "state"))
 	if code != 1 || !strings.Contains(stderr, "--reload-cases") {
 		t.Errorf("serve with rules failing their cases = exit %d:\n%s\nwant exit 1 naming --reload-cases", code, stderr)
+	}
+}
+
+// serve gives the garbage collector its headroom: once a collection has run, GOGC as
+// /metrics reports it is above the default (the live heap of a test process is far below
+// the 8 MiB headroom).
+func TestServeGCHeadroom(t *testing.T) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		t.Skip("GOGC is set in the environment, which turns the headroom off")
+	}
+	s := startServe(t, "", nil)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		runtime.GC() // the headroom is set after each collection
+		_, metrics := get(t, s.admin+"/metrics")
+		i := strings.Index(metrics, "\ngo_gc_gogc_percent ")
+		if i < 0 {
+			t.Fatal("/metrics has no go_gc_gogc_percent")
+		}
+		line, _, _ := strings.Cut(metrics[i+1:], "\n")
+		percent, err := strconv.Atoi(strings.TrimPrefix(line, "go_gc_gogc_percent "))
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if percent > 100 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("go_gc_gogc_percent is still %d while serving; want the headroom's, above 100", percent)
+		}
 	}
 }
