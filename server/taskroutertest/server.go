@@ -386,18 +386,26 @@ func (s *Server) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	s.maxInFlight = max(s.maxInFlight, s.inFlight)
 	s.mu.Unlock()
 
-	status := -1 // stays so when a Drop fault aborts the handler
-	defer func() {
+	// finish records the answer once. A drop records it before the
+	// connection is closed, so a client that has seen the error also sees
+	// the drop in Requests.
+	var finished bool
+	finish := func(status int) {
 		s.mu.Lock()
+		defer s.mu.Unlock()
+		if finished {
+			return
+		}
+		finished = true
 		s.requests[idx].Status = status
 		s.inFlight--
 		s.notify()
-		s.mu.Unlock()
-	}()
-	status = s.answer(w, req, answerInput{
+	}
+	defer finish(-1) // a handler that panics (ErrAbortHandler) dropped the request
+	finish(s.answer(w, req, answerInput{
 		authOK: s.authorized(user, pass, hasAuth), rt: rt, pathOK: pathOK, sidsOK: sidsOK,
-		form: form, formErr: formErr,
-	})
+		form: form, formErr: formErr, finish: finish,
+	}))
 }
 
 type answerInput struct {
@@ -406,6 +414,7 @@ type answerInput struct {
 	pathOK, sidsOK bool
 	form           url.Values
 	formErr        *apiError
+	finish         func(status int)
 }
 
 // answer writes the response and returns its status (-1 for a drop).
@@ -436,6 +445,7 @@ func (s *Server) answer(w http.ResponseWriter, req *http.Request, in answerInput
 			}
 		}
 		if f.Drop {
+			in.finish(-1)
 			if hj, ok := w.(http.Hijacker); ok {
 				if conn, _, err := hj.Hijack(); err == nil {
 					_ = conn.Close()
