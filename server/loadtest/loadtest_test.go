@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -17,13 +16,9 @@ import (
 	"github.com/reservist/reservist/server/reload"
 )
 
-func voiceParams(t *testing.T) url.Values {
+func voiceCallback(t *testing.T) url.Values {
 	t.Helper()
-	form, err := os.ReadFile("../../testdata/example/cases/voice.form")
-	if err != nil {
-		t.Fatal(err)
-	}
-	params, err := url.ParseQuery(strings.TrimSpace(string(form)))
+	params, err := voiceParams("../../testdata/example/cases/voice.form")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +40,7 @@ func TestGeneratedRulesLastMatches(t *testing.T) {
 	if len(set.Rules) != n {
 		t.Fatalf("generatedRules(%d) has %d rules", n, len(set.Rules))
 	}
-	d := engine.New(set).Explain(voiceParams(t))
+	d := engine.New(set).Explain(voiceCallback(t))
 	if d.Rule != "support-line" || len(d.RuleErrors) != 0 {
 		t.Fatalf("Decide(voice) = %s with errors %v; want support-line, the last rule", d.Rule, d.RuleErrors)
 	}
@@ -73,7 +68,7 @@ func TestSignedCallbackAndSteadyRate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	params := voiceParams(t)
+	params := voiceCallback(t)
 	target := srv.URL + "/assignment_callback"
 	r := request{url: target, body: params.Encode(), signature: server.NewValidator(authToken).Sign(target, params), want: want}
 	if err := r.check(context.Background()); err != nil {

@@ -105,18 +105,27 @@ const (
 	accountSid = "AC0123456789abcdef0123456789abcdef"
 )
 
+// voiceParams reads the example's voice callback, the one request every peer is sent.
+func voiceParams(path string) (url.Values, error) {
+	form, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	params, err := url.ParseQuery(strings.TrimSpace(string(form)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return params, nil
+}
+
 func run(ctx context.Context, o options, stdout io.Writer) error {
 	root, err := moduleRoot()
 	if err != nil {
 		return err
 	}
-	form, err := os.ReadFile(filepath.Join(root, "testdata/example/cases/voice.form"))
+	params, err := voiceParams(filepath.Join(root, "testdata/example/cases/voice.form"))
 	if err != nil {
 		return err
-	}
-	params, err := url.ParseQuery(strings.TrimSpace(string(form)))
-	if err != nil {
-		return fmt.Errorf("voice.form: %w", err)
 	}
 	want, err := goldenResponse(filepath.Join(root, "testdata/example/cases/voice.golden.json"))
 	if err != nil {
