@@ -2,17 +2,59 @@ package rules
 
 import "slices"
 
-// These accessors hand the validator's own key lists and name patterns to the JSON Schema
-// generator (rules/schema), so that the schema cannot drift from what Parse accepts.
+// Key is one key that a mapping of rules.yaml takes.
+type Key struct {
+	Name     string
+	Required bool   // the parser reports a mapping without it
+	Doc      string // one line for people: editor hovers and the JSON Schema
+}
 
-// TopKeys lists the keys the top level of rules.yaml takes, in SPEC order.
-func TopKeys() []string { return slices.Clone(topKeys) }
+// The keys of each mapping of the file, in the order docs/rules.md describes them. The
+// parser takes these and no others, and rules/schema generates the JSON Schema from them, so
+// that the two cannot disagree about what a file may say.
+var (
+	topKeys = []Key{
+		{Name: "version", Required: true, Doc: "format version; must be 1"},
+		{Name: "vars", Doc: "constants, used as vars.NAME in expressions and ${ } templates"},
+		{Name: "rules", Doc: "tried top to bottom; the first whose when is true decides"},
+		{Name: "default", Doc: "what to do when no rule matches (default: do: defer)"},
+		{Name: "on_error", Doc: "what to do when the callback cannot be decided (default: do: defer)"},
+	}
+	ruleKeys = []Key{
+		{Name: "name", Required: true, Doc: "unique rule name: lower-case letters, digits and -"},
+		{Name: "description", Doc: "free text for people"},
+		{Name: "when", Required: true, Doc: "an expr condition over task, worker, reservation, params and vars; it must give true or false (when: true matches every callback)"},
+		doKey,
+		withKey,
+		viaKey,
+		delayKey,
+	}
+	// actionKeys are those of default and on_error: a rule's without its name and condition.
+	actionKeys = []Key{doKey, withKey, viaKey, delayKey}
 
-// RuleKeys lists the keys a rule takes, in SPEC order.
-func RuleKeys() []string { return slices.Clone(ruleKeys) }
+	doKey    = Key{Name: "do", Required: true, Doc: "the instruction: defer (answer {} and leave the reservation pending) or one of the instructions"}
+	withKey  = Key{Name: "with", Doc: "the instruction's fields: literals or ${ expression } templates"}
+	viaKey   = Key{Name: "via", Doc: "response (the default): in the answer to the callback; rest: answer {} and send the decision with the Reservations REST API"}
+	delayKey = Key{Name: "delay", Doc: "wait this long (a Go duration like 2s or 500ms), then send by REST; implies via: rest"}
+)
 
-// ActionKeys lists the keys default and on_error take, in SPEC order.
-func ActionKeys() []string { return slices.Clone(actionKeys) }
+// TopKeys lists the keys the top level of rules.yaml takes.
+func TopKeys() []Key { return slices.Clone(topKeys) }
+
+// RuleKeys lists the keys a rule takes.
+func RuleKeys() []Key { return slices.Clone(ruleKeys) }
+
+// ActionKeys lists the keys default and on_error take.
+func ActionKeys() []Key { return slices.Clone(actionKeys) }
+
+// keyNames lists the names of keys, for the parser's checks and messages.
+func keyNames(keys []Key) []string {
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.Name
+	}
+	return names
+}
 
 // NamePattern is the regular expression a rule name must match.
 func NamePattern() string { return namePattern.String() }

@@ -22,13 +22,6 @@ var (
 	yamlErrorLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
-// Keys each mapping of the file takes, in the order the SPEC lists them.
-var (
-	topKeys    = []string{"version", "vars", "rules", "default", "on_error"}
-	ruleKeys   = []string{"name", "description", "when", "do", "with", "via", "delay"}
-	actionKeys = []string{"do", "with", "via", "delay"}
-)
-
 // Parse validates and compiles a rules file. file names it in diagnostics. On any error it
 // returns a nil Set and Errors holding every problem found, sorted by position.
 func Parse(file string, data []byte) (*Set, error) {
@@ -121,7 +114,12 @@ type entry struct {
 
 // mapping checks that n is a mapping whose keys are all in allowed, each at most once, and
 // returns its entries by key. where names the mapping in messages.
-func (p *parser) mapping(n *yaml.Node, where string, allowed []string) (map[string]entry, bool) {
+func (p *parser) mapping(n *yaml.Node, where string, keys []Key) (map[string]entry, bool) {
+	return p.mappingOf(n, where, keyNames(keys))
+}
+
+// mappingOf is mapping for keys that are not in a key table: an instruction's fields.
+func (p *parser) mappingOf(n *yaml.Node, where string, allowed []string) (map[string]entry, bool) {
 	n = resolve(n)
 	if n.Kind != yaml.MappingNode {
 		p.errorf(at(n), "%s must be a mapping with keys %s, not %s", where, strings.Join(allowed, ", "), nodeText(n))
@@ -300,7 +298,7 @@ func (p *parser) parseAction(m map[string]entry, owner *yaml.Node, where string)
 			p.errorf(at(withEntry.key), "%s: %s takes no fields under with; remove with", where, in.Name)
 			return a
 		}
-		wm, _ := p.mapping(withEntry.value, where+" with", in.FieldNames())
+		wm, _ := p.mappingOf(withEntry.value, where+" with", in.FieldNames())
 		for i := range in.Fields {
 			f := &in.Fields[i]
 			e, ok := wm[f.Name]

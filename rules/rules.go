@@ -76,3 +76,22 @@ type Part struct {
 	Text    string
 	Program *vm.Program
 }
+
+// Actions lists every rule's action, then default and on_error.
+func (s *Set) Actions() []*Action {
+	out := make([]*Action, 0, len(s.Rules)+2)
+	for _, r := range s.Rules {
+		out = append(out, &r.Action)
+	}
+	return append(out, s.Default, s.OnError)
+}
+
+// Rule returns the named rule, or nil.
+func (s *Set) Rule(name string) *Rule {
+	for _, r := range s.Rules {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}

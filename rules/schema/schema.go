@@ -1,6 +1,6 @@
 // Package schema generates the JSON Schema (draft 2020-12) of rules.yaml for editors. It is
-// built from the tables the validator reads — rules.Instructions and the key lists of
-// rules/parse.go — so a new instruction, field or key reaches the schema without anyone
+// built from the tables the validator reads — rules.Instructions and the key tables of
+// rules/keys.go — so a new instruction, field or key reaches the schema without anyone
 // editing it by hand.
 //
 // The schema uses only keywords that mean the same in draft-07, which editors' YAML language
@@ -30,34 +30,10 @@ const Draft = "https://json-schema.org/draft/2020-12/schema"
 // stable.
 type obj = map[string]any
 
-// Keys that must be present; the validator reports each missing one.
-var (
-	requiredTop    = []string{"version"}
-	requiredRule   = []string{"name", "when", "do"}
-	requiredAction = []string{"do"}
-)
-
-// keyDoc describes every key the validator's key lists name. A key added to those lists
-// without an entry here makes Generate fail, and with it the tests.
-var keyDoc = map[string]string{
-	"version":     "format version; must be 1",
-	"vars":        "constants, used as vars.NAME in expressions and ${ } templates",
-	"rules":       "tried top to bottom; the first whose when is true decides",
-	"default":     "what to do when no rule matches (default: do: defer)",
-	"on_error":    "what to do when the callback cannot be decided (default: do: defer)",
-	"name":        "unique rule name: lower-case letters, digits and -",
-	"description": "free text for people",
-	"when":        "an expr condition over task, worker, reservation, params and vars; it must give true or false (when: true matches every callback)",
-	"do":          "", // built from the instructions' own docs
-	"with":        "the instruction's fields: literals or ${ expression } templates",
-	"via":         "response (the default): in the answer to the callback; rest: answer {} and send the decision with the Reservations REST API",
-	"delay":       "wait this long (a Go duration like 2s or 500ms), then send by REST; implies via: rest",
-}
-
 // Generate returns the schema as a JSON value tree.
 func Generate() (map[string]any, error) {
 	g := &generator{defs: obj{}}
-	top, err := g.object(rules.TopKeys(), requiredTop)
+	top, err := g.object(rules.TopKeys())
 	if err != nil {
 		return nil, err
 	}
@@ -65,11 +41,11 @@ func Generate() (map[string]any, error) {
 	top["title"] = "reservist rules.yaml"
 	top["description"] = "rules that answer Twilio TaskRouter assignment callbacks; see `reservist check` for the checks a schema cannot make"
 	for _, name := range []string{"rule", "action"} {
-		keys, req := rules.RuleKeys(), requiredRule
+		keys := rules.RuleKeys()
 		if name == "action" {
-			keys, req = rules.ActionKeys(), requiredAction
+			keys = rules.ActionKeys()
 		}
-		def, err := g.object(keys, req)
+		def, err := g.object(keys)
 		if err != nil {
 			return nil, err
 		}
@@ -121,18 +97,17 @@ type generator struct {
 }
 
 // object is a closed mapping with the given keys.
-func (g *generator) object(keys, required []string) (obj, error) {
+func (g *generator) object(keys []rules.Key) (obj, error) {
 	props := obj{}
+	required := []string{}
 	for _, k := range keys {
 		p, err := g.property(k)
 		if err != nil {
 			return nil, err
 		}
-		props[k] = p
-	}
-	for _, k := range required {
-		if !slices.Contains(keys, k) {
-			return nil, fmt.Errorf("schema: required key %q is not in the validator's key list %v", k, keys)
+		props[k.Name] = p
+		if k.Required {
+			required = append(required, k.Name)
 		}
 	}
 	return obj{
@@ -144,13 +119,10 @@ func (g *generator) object(keys, required []string) (obj, error) {
 }
 
 // property is the schema of one key of the file, a rule, default or on_error.
-func (g *generator) property(key string) (obj, error) {
-	doc, ok := keyDoc[key]
-	if !ok {
-		return nil, fmt.Errorf("schema: the validator takes key %q, which the schema does not describe; add it to keyDoc", key)
-	}
+func (g *generator) property(k rules.Key) (obj, error) {
+	doc := k.Doc
 	var p obj
-	switch key {
+	switch k.Name {
 	case "version":
 		// The validator compares the text, so a quoted "1" passes too.
 		p = obj{"enum": []any{1, "1"}}
@@ -180,7 +152,7 @@ func (g *generator) property(key string) (obj, error) {
 			obj{"const": 0},
 		}}
 	default:
-		return nil, fmt.Errorf("schema: key %q has a description but no type; add it to property", key)
+		return nil, fmt.Errorf("schema: the validator takes key %q, which the schema gives no type; add it to property", k.Name)
 	}
 	p["description"] = doc
 	return p, nil
@@ -207,8 +179,8 @@ func conditions() []any {
 	}
 	deferThen := obj{}
 	for _, k := range rules.ActionKeys() {
-		if k != "do" {
-			deferThen[k] = false
+		if k.Name != "do" {
+			deferThen[k.Name] = false
 		}
 	}
 	out = append(out, obj{"if": is(rules.Defer), "then": obj{"properties": deferThen}})
