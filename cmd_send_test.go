@@ -11,6 +11,8 @@ import (
 
 	"github.com/twilio/twilio-go/client"
 
+	"github.com/reservist/reservist/internal/cli"
+	"github.com/reservist/reservist/internal/testkit"
 	"github.com/reservist/reservist/server"
 )
 
@@ -20,7 +22,7 @@ func serveExample(t *testing.T, env map[string]string, flags ...string) string {
 	t.Helper()
 	// Nothing a test sends may reach the real Twilio.
 	flags = append([]string{"--twilio-base-url", "http://127.0.0.1:1"}, flags...)
-	return startServe(t, mustRead(t, "testdata/example/rules.yaml"), env, flags...).url
+	return startServe(t, testkit.Read(t, "testdata/example/rules.yaml"), env, flags...).url
 }
 
 // runSend runs `reservist send` through run() and returns its output and exit code.
@@ -28,7 +30,7 @@ func runSend(t *testing.T, env map[string]string, args ...string) (stdout, stder
 	t.Helper()
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), append([]string{"send"}, args...), func(k string) string { return env[k] }, &out, &errOut)
-	code = exitCode(err, &errOut) // prints err's message, as main does
+	code = cli.Code(err, &errOut) // prints err's message, as main does
 	return out.String(), errOut.String(), code
 }
 
@@ -83,8 +85,8 @@ func TestSendSigned(t *testing.T) {
 	t.Run("wrong token", func(t *testing.T) {
 		wrong := map[string]string{"TWILIO_AUTH_TOKEN": "not-the-token"}
 		stdout, _, code := runSend(t, wrong, "--url", callback, "testdata/example/cases/vip-voice.yaml")
-		if code != exitFailed {
-			t.Errorf("send with a wrong token exited %d; want %d", code, exitFailed)
+		if code != cli.Failed {
+			t.Errorf("send with a wrong token exited %d; want %d", code, cli.Failed)
 		}
 		if !strings.HasPrefix(stdout, "403 Forbidden\n{") {
 			t.Errorf("send with a wrong token printed %q; want 403 Forbidden and the JSON error", stdout)
@@ -93,7 +95,7 @@ func TestSendSigned(t *testing.T) {
 
 	t.Run("no token", func(t *testing.T) {
 		stdout, stderr, code := runSend(t, nil, "--url", callback, "testdata/example/cases/vip-voice.yaml")
-		if code != exitFailed || !strings.HasPrefix(stdout, "403 Forbidden\n") {
+		if code != cli.Failed || !strings.HasPrefix(stdout, "403 Forbidden\n") {
 			t.Errorf("unsigned send to a signed server: exit %d, stdout %q; want exit 1 and 403", code, stdout)
 		}
 		if !strings.Contains(stderr, "TWILIO_AUTH_TOKEN is not set: sending unsigned") {
@@ -116,15 +118,15 @@ func TestSendPublicURL(t *testing.T) {
 	if _, body := answer(t, stdout); !jsonEqual(body, goldenResponse(t, c)) {
 		t.Errorf("send --public-url answer = %v; want %v", body, goldenResponse(t, c))
 	}
-	if stdout, _, code := runSend(t, env, "--url", callback, c); code != exitFailed || !strings.HasPrefix(stdout, "403 ") {
+	if stdout, _, code := runSend(t, env, "--url", callback, c); code != cli.Failed || !strings.HasPrefix(stdout, "403 ") {
 		t.Errorf("send signed for the listener's own URL to a --public-url server: exit %d, stdout %q; want exit 1 and 403", code, stdout)
 	}
 }
 
 func TestSendUnreachable(t *testing.T) {
 	_, stderr, code := runSend(t, nil, "--url", "http://127.0.0.1:1/assignment_callback", "testdata/example/cases/sms.yaml")
-	if code != exitRuntime || !strings.Contains(stderr, "cannot send the case") {
-		t.Errorf("send to a closed port: exit %d, stderr %q; want exit %d and cannot send the case", code, stderr, exitRuntime)
+	if code != cli.Runtime || !strings.Contains(stderr, "cannot send the case") {
+		t.Errorf("send to a closed port: exit %d, stderr %q; want exit %d and cannot send the case", code, stderr, cli.Runtime)
 	}
 }
 
@@ -149,7 +151,7 @@ func TestSignature(t *testing.T) {
 		t.Errorf("signature(12345, %q, docs) = %q; want %q (Twilio's webhook security page)", docsURL, got, want)
 	}
 
-	form, err := url.ParseQuery(strings.TrimSpace(mustRead(t, "testdata/example/cases/voice.form")))
+	form, err := url.ParseQuery(strings.TrimSpace(testkit.Read(t, "testdata/example/cases/voice.form")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,14 +181,14 @@ func TestSendUsage(t *testing.T) {
 		code int
 		want string
 	}{
-		{nil, exitUsage, "give one case file"},
-		{[]string{"a.yaml", "b.yaml"}, exitUsage, "give one case file"},
-		{[]string{"--url", "ftp://example.com/x", "a.yaml"}, exitUsage, `--url "ftp://example.com/x": must be an absolute http(s) URL`},
-		{[]string{"--url", "/assignment_callback", "a.yaml"}, exitUsage, "must be an absolute http(s) URL"},
-		{[]string{"--public-url", "https://example.com/path", "a.yaml"}, exitUsage, "give only scheme://host[:port]"},
-		{[]string{"testdata/example/cases/nope.yaml"}, exitFailed, "no such file"},
-		{[]string{"testdata/example/cases/sms.golden.json"}, exitFailed, "a case file ends in .yaml or .form"},
-		{[]string{"--bogus", "a.yaml"}, exitUsage, "flag provided but not defined: -bogus"},
+		{nil, cli.Usage, "give one case file"},
+		{[]string{"a.yaml", "b.yaml"}, cli.Usage, "give one case file"},
+		{[]string{"--url", "ftp://example.com/x", "a.yaml"}, cli.Usage, `--url "ftp://example.com/x": must be an absolute http(s) URL`},
+		{[]string{"--url", "/assignment_callback", "a.yaml"}, cli.Usage, "must be an absolute http(s) URL"},
+		{[]string{"--public-url", "https://example.com/path", "a.yaml"}, cli.Usage, "give only scheme://host[:port]"},
+		{[]string{"testdata/example/cases/nope.yaml"}, cli.Failed, "no such file"},
+		{[]string{"testdata/example/cases/sms.golden.json"}, cli.Failed, "a case file ends in .yaml or .form"},
+		{[]string{"--bogus", "a.yaml"}, cli.Usage, "flag provided but not defined: -bogus"},
 	}
 	for _, tt := range tests {
 		_, stderr, code := runSend(t, nil, tt.args...)

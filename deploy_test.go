@@ -19,6 +19,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/reservist/reservist/internal/cli"
+	"github.com/reservist/reservist/internal/config"
 	"github.com/reservist/reservist/rules"
 )
 
@@ -250,7 +252,7 @@ func readDockerfile(t *testing.T) dockerfile {
 func serveFlags(t *testing.T) map[string]bool {
 	t.Helper()
 	var help bytes.Buffer
-	if _, err := parseServeConfig([]string{"-h"}, func(string) string { return "" }, &help); exitCode(err, io.Discard) != exitOK {
+	if _, err := config.ParseServe([]string{"-h"}, func(string) string { return "" }, &help); cli.Code(err, io.Discard) != cli.OK {
 		t.Fatalf("serve -h: %v", err)
 	}
 	flags := map[string]bool{}
@@ -282,10 +284,10 @@ func port(t *testing.T, addr string) int {
 }
 
 // parseServe runs the serve command's own configuration parser on args and an environment.
-func parseServe(t *testing.T, what string, args []string, env map[string]string) *serveConfig {
+func parseServe(t *testing.T, what string, args []string, env map[string]string) *config.Serve {
 	t.Helper()
 	var stderr bytes.Buffer
-	cfg, err := parseServeConfig(args, func(k string) string { return env[k] }, &stderr)
+	cfg, err := config.ParseServe(args, func(k string) string { return env[k] }, &stderr)
 	if err != nil {
 		t.Fatalf("%s: serve refuses the configuration: %v %s", what, err, stderr.String())
 	}
@@ -321,23 +323,23 @@ func TestDeployDockerfile(t *testing.T) {
 	args := append(slices.Clone(d.entrypoint[2:]), d.cmd...)
 	// Listening on every interface, the image must refuse to start without a token, as its
 	// comment says; `docker run -e TWILIO_ACCOUNT_SID -e TWILIO_AUTH_TOKEN` makes it start.
-	if _, err := parseServeConfig(args, func(k string) string { return d.env[k] }, io.Discard); err == nil {
+	if _, err := config.ParseServe(args, func(k string) string { return d.env[k] }, io.Discard); err == nil {
 		t.Error("Dockerfile: serve starts without TWILIO_AUTH_TOKEN on every interface")
 	}
 	env := maps.Clone(d.env)
-	env["TWILIO_ACCOUNT_SID"], env["TWILIO_AUTH_TOKEN"] = "AC00000000000000000000000000000000", "stand-in"
+	env["TWILIO_ACCOUNT_SID"], env["TWILIO_AUTH_TOKEN"] = "AC00000000000000000000000000000000", "standin0123456789"
 	cfg := parseServe(t, "Dockerfile", args, env)
 
 	// The image listens where the binary does by default, only on every interface.
-	want := []int{port(t, defaults.listen), port(t, defaults.adminListen)}
-	if got := []int{port(t, cfg.listen), port(t, cfg.adminListen)}; !slices.Equal(got, want) {
+	want := []int{port(t, defaults.Listen), port(t, defaults.AdminListen)}
+	if got := []int{port(t, cfg.Listen), port(t, cfg.AdminListen)}; !slices.Equal(got, want) {
 		t.Errorf("Dockerfile: listen and admin ports %v; want the defaults %v", got, want)
 	}
 	if got := slices.Sorted(slices.Values(d.expose)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 		t.Errorf("Dockerfile: EXPOSE %v; want %v (--listen and --admin-listen)", d.expose, want)
 	}
-	if cfg.rules != "/etc/reservist/rules.yaml" {
-		t.Errorf("Dockerfile: rules at %s; want /etc/reservist/rules.yaml", cfg.rules)
+	if cfg.Rules != "/etc/reservist/rules.yaml" {
+		t.Errorf("Dockerfile: rules at %s; want /etc/reservist/rules.yaml", cfg.Rules)
 	}
 }
 
@@ -375,7 +377,7 @@ func TestDeployKubernetes(t *testing.T) {
 					t.Errorf("env %s: Secret %s has no key %s", e.Name, ref.Name, ref.Key)
 				}
 			}
-			env[e.Name] = "stand-in"
+			env[e.Name] = "standin0123456789"
 			if e.Name == "TWILIO_ACCOUNT_SID" {
 				env[e.Name] = "AC00000000000000000000000000000000"
 			}
@@ -408,15 +410,15 @@ func TestDeployKubernetes(t *testing.T) {
 	cfg := parseServe(t, "Deployment", args, env)
 
 	// Ports: the container's are the listeners', which are the binary's default ports.
-	listen, admin := port(t, cfg.listen), port(t, cfg.adminListen)
-	if want := port(t, defaults.listen); listen != want {
+	listen, admin := port(t, cfg.Listen), port(t, cfg.AdminListen)
+	if want := port(t, defaults.Listen); listen != want {
 		t.Errorf("--listen port %d; want the default %d", listen, want)
 	}
-	if want := port(t, defaults.adminListen); admin != want {
+	if want := port(t, defaults.AdminListen); admin != want {
 		t.Errorf("--admin-listen port %d; want the default %d", admin, want)
 	}
-	if h, _, _ := net.SplitHostPort(cfg.listen); h == "127.0.0.1" || h == "localhost" {
-		t.Errorf("--listen %s is loopback: the kubelet's probes and the Service could not reach it", cfg.listen)
+	if h, _, _ := net.SplitHostPort(cfg.Listen); h == "127.0.0.1" || h == "localhost" {
+		t.Errorf("--listen %s is loopback: the kubelet's probes and the Service could not reach it", cfg.Listen)
 	}
 	named := map[string]int{}
 	var declared []int
@@ -468,9 +470,9 @@ func TestDeployKubernetes(t *testing.T) {
 		}
 		mounts[vm.MountPath] = vm.Name
 	}
-	rulesDir, rulesFile := filepath.Dir(cfg.rules), filepath.Base(cfg.rules)
+	rulesDir, rulesFile := filepath.Dir(cfg.Rules), filepath.Base(cfg.Rules)
 	if vol, ok := mounts[rulesDir]; !ok {
-		t.Errorf("nothing is mounted at %s, the directory of --rules %s", rulesDir, cfg.rules)
+		t.Errorf("nothing is mounted at %s, the directory of --rules %s", rulesDir, cfg.Rules)
 	} else if i, ok := volumes[vol]; !ok || pod.Volumes[i].ConfigMap == nil {
 		t.Errorf("volume %s at %s is not a ConfigMap volume", vol, rulesDir)
 	} else {
@@ -487,8 +489,8 @@ func TestDeployKubernetes(t *testing.T) {
 			t.Errorf("ConfigMap %s: %s is not valid:\n%v", cmv.Name, rulesFile, err)
 		}
 	}
-	if vol, ok := mounts[cfg.stateDir]; !ok {
-		t.Errorf("nothing is mounted at --state-dir %s: the outbox would not survive a container restart", cfg.stateDir)
+	if vol, ok := mounts[cfg.StateDir]; !ok {
+		t.Errorf("nothing is mounted at --state-dir %s: the outbox would not survive a container restart", cfg.StateDir)
 	} else if i, ok := volumes[vol]; !ok || (pod.Volumes[i].EmptyDir == nil && pod.Volumes[i].PersistentVolumeClaim == nil) {
 		t.Errorf("--state-dir volume %s is neither an emptyDir nor a PersistentVolumeClaim", vol)
 	}

@@ -1,62 +1,25 @@
 // Command reservist answers Twilio TaskRouter assignment callbacks from rules.yaml.
+//
+// main only hands the process to run; serve.go wires the serve command's components and
+// commands.go reads the other commands' flags and hands each to the package that does it.
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
+
+	"github.com/reservist/reservist/internal/cli"
 )
-
-// Exit codes (SPEC §1).
-const (
-	exitOK      = 0
-	exitFailed  = 1 // a check or test failed, or the rules are invalid
-	exitUsage   = 2 // bad flag or configuration
-	exitRuntime = 3 // cannot listen, state dir unusable
-)
-
-// exitError carries an exit code out of run. Its message, if any, has not been printed yet.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string {
-	if e.err == nil {
-		return fmt.Sprintf("exit %d", e.code)
-	}
-	return e.err.Error()
-}
-
-func (e *exitError) Unwrap() error { return e.err }
-
-// exit wraps err with an exit code; a nil err means the reason was already printed.
-func exit(code int, err error) error { return &exitError{code: code, err: err} }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(exitCode(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr), os.Stderr))
-}
-
-// exitCode prints err (if it has a message) and maps it to an exit code.
-func exitCode(err error, stderr io.Writer) int {
-	if err == nil {
-		return exitOK
-	}
-	var ee *exitError
-	if !errors.As(err, &ee) {
-		fmt.Fprintln(stderr, "reservist:", err)
-		return exitRuntime
-	}
-	if ee.err != nil {
-		fmt.Fprintln(stderr, "reservist:", ee.err)
-	}
-	return ee.code
+	os.Exit(cli.Code(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr), os.Stderr))
 }
 
 const usage = `usage:
@@ -79,7 +42,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch cmd {
 	case "serve":
-		return serve(ctx, args, getenv, stdout, stderr)
+		return serve(ctx, args, getenv, stderr, hooks{})
 	case "check":
 		return check(args, getenv, stdout, stderr)
 	case "test":
@@ -98,5 +61,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	fmt.Fprintf(stderr, "reservist: unknown command %q\n%s", cmd, usage)
-	return exit(exitUsage, nil)
+	return cli.Exit(cli.Usage, nil)
+}
+
+// buildVersion is set at link time by release builds: -ldflags "-X main.buildVersion=v1.2.3".
+var buildVersion = ""
+
+// version says which build this is: the linked version, else the module version and VCS
+// revision Go recorded, else "devel".
+func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	v := info.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v + " " + info.GoVersion
 }

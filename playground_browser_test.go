@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/reservist/reservist/engine/cases"
+	"github.com/reservist/reservist/internal/testkit"
 )
 
 // chromium finds the browser for the playground test: CHROME_PATH, else Debian's package.
@@ -75,7 +76,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	example := mustRead(t, "testdata/example/rules.yaml")
+	example := testkit.Read(t, "testdata/example/rules.yaml")
 	s := startServe(t, example, nil, "--reload-cases", casesDir)
 	if status, got := s.post(t, "/assignment_callback", callback(7, `{"channel":"email"}`)); status != 200 || got != `{}` {
 		t.Fatalf("callback = %d %s", status, got)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"sync"
@@ -19,12 +20,17 @@ import (
 
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/cases"
+	"github.com/reservist/reservist/engine/outbox"
+	"github.com/reservist/reservist/engine/outbox/boltdb"
+	"github.com/reservist/reservist/engine/reload"
+	"github.com/reservist/reservist/engine/taskrouter"
+	"github.com/reservist/reservist/internal/cli"
+	"github.com/reservist/reservist/internal/config"
 	"github.com/reservist/reservist/internal/gcheadroom"
+	"github.com/reservist/reservist/internal/logbuf"
 	"github.com/reservist/reservist/rules"
 	"github.com/reservist/reservist/server"
-	"github.com/reservist/reservist/server/logbuf"
-	"github.com/reservist/reservist/server/outbox"
-	"github.com/reservist/reservist/server/reload"
+	"github.com/reservist/reservist/server/playground"
 )
 
 // Server timeouts. TaskRouter gives up on a callback after 5 seconds, so nothing longer is
@@ -38,207 +44,234 @@ const (
 	// store a decision and write the answer.
 	writeSlack = 5 * time.Second
 	// gcHeadroom is how much the garbage collector lets reservist allocate between two
-	// collections at least (GOGC in the environment turns it off): at full load on the
-	// example rules the collector runs about a quarter as often as with GOGC=100 (0.8
-	// against 2.9 times per 1,000 callbacks), for at most this much more memory.
+	// collections at least (GOGC in the environment turns it off); see internal/gcheadroom.
 	gcHeadroom = 8 << 20
 )
 
-// serve runs the callback server until ctx is cancelled (SIGTERM, SIGINT), then stops
-// accepting, finishes the callbacks in flight, leaves pending REST actions in the outbox,
-// flushes the log and returns nil.
-func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := parseServeConfig(args, getenv, stderr)
+// hooks let a test watch and drive a serve that runs in its process.
+type hooks struct {
+	// ready, when set, is called once every listener listens, with their addresses.
+	ready func(listening)
+	// hup, when set, stands in for SIGHUP.
+	hup <-chan os.Signal
+}
+
+// listening are the addresses serve listens on; admin is "" when the admin listener is off.
+type listening struct{ callback, admin string }
+
+// serve runs the callback server until ctx is cancelled (SIGTERM, SIGINT): it starts its
+// components in order and, when it stops, closes them in reverse order: the listeners drain
+// the callbacks in flight, then the outbox keeps what is pending, then the log is flushed.
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, h hooks) error {
+	cfg, err := config.ParseServe(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer gcheadroom.Start(gcHeadroom)()
-	sender, err := newSender(cfg)
-	if err != nil {
-		return exit(exitUsage, fmt.Errorf("twilio credentials: %w", err))
-	}
 
 	// The decision log is batched; everything else goes out at once, in order with it.
 	sink := logbuf.New(stderr, 64<<10)
-	logger := slog.New(logHandler(cfg.logFormat, sink.Direct()))
-	decisions := slog.New(logHandler(cfg.logFormat, sink))
-	flushCtx, stopFlushing := context.WithCancel(context.Background())
-	flushed := make(chan struct{})
-	go func() {
-		defer close(flushed)
-		sink.Run(flushCtx, time.Second) // SPEC §6: at most a second of lines lost to SIGKILL
-	}()
-	defer func() { stopFlushing(); <-flushed }()
-
-	for _, w := range cfg.warnings {
+	logger := slog.New(logHandler(cfg.LogFormat, sink.Direct()))
+	decisions := slog.New(logHandler(cfg.LogFormat, sink))
+	for _, w := range cfg.Warnings {
 		logger.Warn(w)
 	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	rl, err := reload.New(cfg.rules, reload.Options{Logger: logger, Gate: casesGate(cfg.reloadCases)})
-	if err != nil {
-		printRulesError(stderr, err)
-		return exit(exitFailed, nil)
-	}
-	if err := rl.Register(reg); err != nil {
-		return fmt.Errorf("register reload metrics: %w", err)
-	}
-
-	ob, err := openOutbox(cfg, sender, logger, reg)
-	if err != nil {
-		return exit(exitRuntime, fmt.Errorf("state dir %s: %w", cfg.stateDir, err))
-	}
-	defer ob.Close()
-
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return exit(exitRuntime, fmt.Errorf("cannot listen for callbacks: %w", err))
-	}
-	defer ln.Close()
-	var adminLn net.Listener
-	if cfg.adminListen != "" {
-		if adminLn, err = net.Listen("tcp", cfg.adminListen); err != nil {
-			return exit(exitRuntime, fmt.Errorf("cannot listen for admin: %w", err))
-		}
-		defer adminLn.Close()
-	}
-
-	wb, err := newWorkbench(cfg, reg, logger)
-	if err != nil {
-		return fmt.Errorf("register capture metrics: %w", err)
-	}
-	defer wb.close()
-
-	token := cfg.authToken
-	switch {
-	case cfg.insecureSkipSignature:
-		token = ""
-		logger.Warn("--insecure-skip-signature: callbacks are not checked for Twilio's signature; never run like this in production", "listen", cfg.listen)
-	case token == "":
-		logger.Warn("TWILIO_AUTH_TOKEN is not set: accepting unsigned callbacks, which is allowed only because --listen is a loopback address", "listen", cfg.listen)
-	}
-	if !cfg.haveREST() {
-		logger.Warn("no Twilio REST credentials (TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN or TWILIO_API_KEY + TWILIO_API_SECRET): REST actions are logged as dry-run and dropped")
-	}
-
-	handler := server.New(server.Options{
-		Rules:              rl,
-		Outbox:             outboxAdapter{ob},
-		CallbackPaths:      cfg.callbackPaths,
-		AuthToken:          token,
-		PublicURL:          cfg.publicURL,
-		ResponseBudget:     cfg.responseBudget,
-		ReservationTimeout: cfg.reservationTimeout,
-		Logger:             logger,
-		DecisionLog:        decisions,
-		Metrics:            server.NewMetrics(reg),
-		Observe:            wb.observe(),
-	})
-	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
-	callbacks := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      readTimeout + cfg.responseBudget + writeSlack,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          errorLog,
-	}
-	servers := []*http.Server{callbacks}
-	listeners := []net.Listener{ln}
-	adminAddr := "off"
-	if adminLn != nil {
-		servers = append(servers, &http.Server{
-			Handler:           wb.admin(server.NewAdmin(rl, reg, logger), rl, cfg, logger),
-			ReadHeaderTimeout: readHeaderTimeout,
-			ReadTimeout:       readTimeout,
-			WriteTimeout:      readTimeout + writeSlack,
-			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    maxHeaderBytes,
-			ErrorLog:          errorLog,
-		})
-		listeners = append(listeners, adminLn)
-		adminAddr = adminLn.Addr().String()
-	}
-
-	// Background work that outlives no request: the outbox's sender, the rules watcher and
-	// SIGHUP. It stops after the listeners have drained, so a callback in flight can still
-	// hand its decision over.
-	bg, stopBackground := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { stopBackground(); wg.Wait() }()
-	wg.Go(func() {
-		if err := ob.Run(bg); err != nil && !errors.Is(err, outbox.ErrClosed) {
-			logger.Error("outbox stopped", "error", err)
-		}
-	})
+	var (
+		g         group
+		rl        *reload.Reloader
+		ob        *boltdb.Outbox
+		bench     workbench
+		callbacks = httpServer(cfg.ResponseBudget, logger)
+		admin     = httpServer(0, logger)
+		addrs     listening
+	)
 	watching := make(chan struct{})
-	wg.Go(func() {
-		ready := func() { close(watching) }
-		if err := rl.Watch(bg, reload.WatchOptions{Poll: cfg.reloadPoll, Ready: ready}); err != nil {
-			logger.Error("rules are not watched for changes; reload with SIGHUP or POST /-/reload", "error", err)
-			close(watching)
+	watched := sync.OnceFunc(func() { close(watching) })
+	token := cfg.Credentials.AuthToken
+	if cfg.InsecureSkipSignature {
+		token = ""
+	}
+	err = g.start(
+		component{
+			name: "log",
+			// At most a second of decision lines is lost to SIGKILL.
+			run: func(ctx context.Context) error { sink.Run(ctx, time.Second); return nil },
+		},
+		component{
+			name: "rules",
+			open: func() (err error) {
+				rl, err = reload.New(cfg.Rules, reload.Options{Logger: logger, Gate: casesGate(cfg.ReloadCases)})
+				if err != nil {
+					printRulesError(stderr, err)
+					return cli.Exit(cli.Failed, nil)
+				}
+				return rl.Register(reg)
+			},
+		},
+		component{
+			name: "outbox",
+			open: func() (err error) {
+				ob, err = openOutbox(cfg, logger, reg)
+				return err
+			},
+			run: func(ctx context.Context) error {
+				if err := ob.Run(ctx); err != nil && !errors.Is(err, outbox.ErrClosed) {
+					logger.Error("outbox stopped", "error", err)
+				}
+				return nil
+			},
+			close: func() error { return ob.Close() },
+		},
+		component{
+			name: "rules watcher",
+			run: func(ctx context.Context) error {
+				err := rl.Watch(ctx, reload.WatchOptions{Poll: cfg.ReloadPoll, Ready: watched})
+				if err != nil {
+					logger.Error("rules are not watched for changes; reload with SIGHUP or POST /-/reload", "error", err)
+				}
+				return nil
+			},
+			// Serve says "listening" only once no change to the rules can go unseen.
+			ready: watching,
+		},
+		component{
+			name: "SIGHUP",
+			run: func(ctx context.Context) error {
+				hup := h.hup
+				if hup == nil {
+					c := make(chan os.Signal, 1)
+					signal.Notify(c, syscall.SIGHUP)
+					defer signal.Stop(c)
+					hup = c
+				}
+				for {
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-hup:
+						rl.Reload("SIGHUP") // logs its own outcome
+					}
+				}
+			},
+		},
+		component{
+			name: "workbench",
+			open: func() (err error) {
+				bench, err = newWorkbench(cfg, reg, logger)
+				return err
+			},
+			// After the listeners have drained: capture writes what is still queued.
+			close: func() error { bench.close(); return nil },
+		},
+		component{
+			name: "callback listener",
+			open: func() error {
+				srv := server.New(server.Options{
+					Rules:              rl,
+					Outbox:             ob,
+					CallbackPaths:      cfg.CallbackPaths,
+					AuthToken:          token,
+					PublicURL:          cfg.PublicURL,
+					ResponseBudget:     cfg.ResponseBudget,
+					ReservationTimeout: cfg.ReservationTimeout,
+					Logger:             logger,
+					DecisionLog:        decisions,
+					Metrics:            server.NewMetrics(reg),
+					Gatherer:           reg,
+					Playground:         bench.playground(rl, cfg, logger),
+					Observe:            bench.observe(),
+				})
+				callbacks.Handler, admin.Handler = srv.Callbacks(), srv.Admin()
+				ln, err := net.Listen("tcp", cfg.Listen)
+				if err != nil {
+					return cli.Exit(cli.Runtime, fmt.Errorf("cannot listen for callbacks: %w", err))
+				}
+				addrs.callback = ln.Addr().String()
+				callbacks.listener = ln
+				return nil
+			},
+			run:   callbacks.serve,
+			close: callbacks.drain,
+		},
+		component{
+			name: "admin listener",
+			open: func() error {
+				if cfg.AdminListen == "" {
+					return nil
+				}
+				ln, err := net.Listen("tcp", cfg.AdminListen)
+				if err != nil {
+					return cli.Exit(cli.Runtime, fmt.Errorf("cannot listen for admin: %w", err))
+				}
+				addrs.admin = ln.Addr().String()
+				admin.listener = ln
+				return nil
+			},
+			run:   admin.serve,
+			close: admin.drain,
+		},
+	)
+	if err == nil {
+		switch {
+		case cfg.InsecureSkipSignature:
+			logger.Warn("--insecure-skip-signature: callbacks are not checked for Twilio's signature; never run like this in production", "listen", cfg.Listen)
+		case token == "":
+			logger.Warn("TWILIO_AUTH_TOKEN is not set: accepting unsigned callbacks, which is allowed only because --listen is a loopback address", "listen", cfg.Listen)
 		}
-	})
-	<-watching // say "listening" only once no change to the rules can go unseen
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	wg.Go(func() {
-		for {
-			select {
-			case <-bg.Done():
-				return
-			case <-hup:
-				rl.Reload("SIGHUP") // logs its own outcome
-			}
+		if !cfg.Credentials.REST() {
+			logger.Warn("no Twilio REST credentials (TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN or TWILIO_API_KEY + TWILIO_API_SECRET): REST actions are logged as dry-run and dropped")
 		}
-	})
+		adminAddr := addrs.admin
+		if adminAddr == "" {
+			adminAddr = "off"
+		}
+		logger.Info("listening", "callback", addrs.callback, "admin", adminAddr,
+			"callback_paths", cfg.CallbackPaths, "signed", token != "", "revision", rl.Current().Revision(), "version", version())
+		if h.ready != nil {
+			h.ready(addrs)
+		}
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down: finishing callbacks in flight")
+		case err = <-g.failed:
+			logger.Error("shutting down", "error", err)
+			err = cli.Exit(cli.Runtime, err)
+		}
+	}
+	for _, cerr := range g.stop() {
+		logger.Error("stopping", "error", cerr)
+	}
+	if err == nil {
+		logger.Info("stopped")
+	}
+	sink.Flush()
+	return err
+}
 
-	failed := make(chan error, len(servers))
-	for i, s := range servers {
-		go func() {
-			if err := s.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
-				failed <- err
-			}
-		}()
+// openOutbox opens the REST outbox in --state-dir, with the twilio-go sender when there are
+// REST credentials and as a dry run without them.
+func openOutbox(cfg *config.Serve, logger *slog.Logger, reg prometheus.Registerer) (*boltdb.Outbox, error) {
+	var sender outbox.Sender
+	if cfg.Credentials.REST() {
+		s, err := taskrouter.NewSender(taskrouter.Config{Credentials: cfg.Credentials, BaseURL: cfg.TwilioBaseURL})
+		if err != nil {
+			return nil, cli.Exit(cli.Usage, err)
+		}
+		sender = s
 	}
-	logger.Info("listening", "callback", ln.Addr().String(), "admin", adminAddr,
-		"callback_paths", cfg.callbackPaths, "signed", token != "", "revision", rl.Current().Revision(), "version", version())
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down: finishing callbacks in flight")
-	case serveErr = <-failed:
-		logger.Error("listener failed; shutting down", "error", serveErr)
+	carrier := outbox.NewCarrier(outbox.CarrierOptions{Sender: sender, Logger: logger, Metrics: outbox.NewMetrics(reg)})
+	ob, err := boltdb.Open(cfg.StateDir, boltdb.Options{Carrier: carrier, Concurrency: cfg.RESTConcurrency})
+	if err != nil {
+		return nil, cli.Exit(cli.Runtime, fmt.Errorf("state dir %s: %w", cfg.StateDir, err))
 	}
-	// Requests cannot outlive the write timeout by much; the grace only bounds a handler
-	// that is stuck for another reason.
-	grace, cancel := context.WithTimeout(context.Background(), callbacks.WriteTimeout+time.Second)
-	defer cancel()
-	var shut sync.WaitGroup
-	for _, s := range servers {
-		shut.Go(func() {
-			if err := s.Shutdown(grace); err != nil {
-				logger.Error("callbacks still in flight were cut off", "error", err)
-			}
-		})
+	if err := outbox.RegisterBacklog(reg, ob); err != nil {
+		ob.Close()
+		return nil, err
 	}
-	shut.Wait()
-	wb.close()
-	stopBackground()
-	wg.Wait()
-	if err := ob.Close(); err != nil {
-		logger.Error("closing the outbox", "error", err)
-	}
-	logger.Info("stopped")
-	if serveErr != nil {
-		return exit(exitRuntime, serveErr)
-	}
-	return nil
+	return ob, nil
 }
 
 // logHandler makes the slog handler for --log-format.
@@ -252,21 +285,14 @@ func logHandler(format string, w io.Writer) slog.Handler {
 // printRulesError prints why the rules cannot serve: every FILE:LINE:COL line of a bad file,
 // or the golden cases a --reload-cases gate refused them for.
 func printRulesError(w io.Writer, err error) {
-	var re rules.Errors
-	var ge *reload.GateError
-	switch {
-	case errors.As(err, &re):
-		for _, d := range re {
-			fmt.Fprintln(w, d)
-		}
-	case errors.As(err, &ge):
+	if _, ok := errors.AsType[*reload.GateError](err); ok {
 		fmt.Fprintln(w, "reservist: the rules fail their --reload-cases:")
-		for _, l := range reload.ErrorLines(ge.Err) {
-			fmt.Fprintln(w, l)
-		}
-	default:
+		err = errors.Unwrap(err)
+	} else if _, ok := errors.AsType[rules.Errors](err); !ok {
 		fmt.Fprintln(w, "reservist:", err)
+		return
 	}
+	printLines(w, rules.ErrorLines(err))
 }
 
 // casesGate makes the --reload-cases check: a rules file, at start or on reload, serves only
@@ -283,4 +309,197 @@ func casesGate(dirs []string) func(*engine.Engine) error {
 		}
 		return cases.Run(e, cs, nil).Err()
 	}
+}
+
+// listener is an http.Server with the listener it serves.
+type listener struct {
+	*http.Server
+	listener net.Listener // nil: not listening
+	grace    time.Duration
+}
+
+// httpServer is a listener with reservist's timeouts; budget is the callbacks' response
+// budget, 0 for the admin listener.
+func httpServer(budget time.Duration, logger *slog.Logger) *listener {
+	s := &http.Server{
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      readTimeout + budget + writeSlack,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	// Requests cannot outlive the write timeout by much; the grace only bounds a handler
+	// that is stuck for another reason.
+	return &listener{Server: s, grace: s.WriteTimeout + time.Second}
+}
+
+func (l *listener) serve(context.Context) error {
+	if l.listener == nil {
+		return nil
+	}
+	if err := l.Serve(l.listener); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// drain stops accepting and lets the requests in flight finish.
+func (l *listener) drain() error {
+	if l.listener == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.grace)
+	defer cancel()
+	if err := l.Shutdown(ctx); err != nil {
+		return fmt.Errorf("requests still in flight were cut off: %w", err)
+	}
+	return nil
+}
+
+// workbench is what serve adds for rule authors: the playground's recent callbacks and
+// --capture-dir.
+type workbench struct {
+	recent    *playground.Recent // nil when not kept
+	recentOff string             // why not
+	capture   *cases.Capturer    // nil without --capture-dir
+	on        bool               // the admin listener is on
+}
+
+// newWorkbench starts capture if asked for. Recent callbacks are kept only while the admin
+// listener is on loopback: they hold attributes (personal data), and a non-loopback admin
+// listener (a pod's, for Prometheus) is reachable by more people than the operators.
+func newWorkbench(cfg *config.Serve, reg prometheus.Registerer, logger *slog.Logger) (workbench, error) {
+	w := workbench{on: cfg.AdminListen != ""}
+	switch loopback, _ := config.IsLoopback(cfg.AdminListen); {
+	case !w.on:
+		// No admin listener, no page to show them on.
+	case loopback:
+		w.recent = playground.NewRecent()
+	default:
+		w.recentOff = "Recent callbacks are kept only while --admin-listen is a loopback address: they hold attributes, and this listener can be reached from the network. Paste a callback instead."
+	}
+	if cfg.CaptureDir != "" {
+		w.capture = cases.NewCapturer(cases.CaptureOptions{Dir: cfg.CaptureDir, Max: cfg.CaptureMax, Redact: cfg.CaptureRedact, Logger: logger})
+		if err := w.capture.Register(reg); err != nil {
+			w.capture.Close()
+			return w, err
+		}
+		logger.Info("capturing callbacks as cases", "dir", cfg.CaptureDir, "max", cfg.CaptureMax, "redact", cfg.CaptureRedact)
+	}
+	return w, nil
+}
+
+// playground is the admin listener's workbench page; nil without an admin listener.
+func (w *workbench) playground(rl reload.Source, cfg *config.Serve, logger *slog.Logger) *playground.Playground {
+	if !w.on {
+		return nil
+	}
+	return playground.New(playground.Options{Rules: rl, Recent: w.recent, RecentOff: w.recentOff, CaseDirs: cfg.ReloadCases, Logger: logger})
+}
+
+// observe is server.Options.Observe: nil when nothing watches callbacks, so that the
+// callback path does not even make the call.
+func (w *workbench) observe() func(url.Values, *engine.Decision) {
+	switch {
+	case w.recent != nil && w.capture != nil:
+		return func(p url.Values, d *engine.Decision) {
+			w.recent.Observe(p, d)
+			w.capture.Observe(p, d)
+		}
+	case w.recent != nil:
+		return w.recent.Observe
+	case w.capture != nil:
+		return w.capture.Observe
+	}
+	return nil
+}
+
+// close writes the callbacks still queued for capture.
+func (w *workbench) close() {
+	if w.capture != nil {
+		w.capture.Close()
+	}
+}
+
+// component is one part of a running serve. open acquires what it needs; run, when set,
+// works until its context ends (a listener serves until it is drained instead); close
+// releases what open acquired. ready, when set, is closed once run is under way.
+type component struct {
+	name  string
+	open  func() error
+	run   func(context.Context) error
+	close func() error
+	ready <-chan struct{}
+}
+
+// group runs serve's components: started in order, stopped in reverse order, so that each
+// stops while what it relies on still works (the listeners drain while the outbox can still
+// take decisions; the outbox stops before the log is flushed).
+type group struct {
+	started []*started
+	failed  chan error // a run that ended early: serve stops
+}
+
+type started struct {
+	component
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run has returned; nil without run
+}
+
+// start opens and runs each component in turn. When one fails to open, it stops those
+// started before it and returns the error.
+func (g *group) start(cs ...component) error {
+	g.failed = make(chan error, len(cs))
+	for _, c := range cs {
+		if c.open != nil {
+			if err := c.open(); err != nil {
+				if _, ok := errors.AsType[*cli.ExitError](err); !ok {
+					err = fmt.Errorf("%s: %w", c.name, err)
+				}
+				return err
+			}
+		}
+		s := &started{component: c}
+		g.started = append(g.started, s)
+		if c.run == nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancel, s.done = cancel, make(chan struct{})
+		go func() {
+			defer close(s.done)
+			if err := c.run(ctx); err != nil {
+				g.failed <- fmt.Errorf("%s: %w", c.name, err)
+			}
+		}()
+		if c.ready != nil {
+			select {
+			case <-c.ready:
+			case <-s.done:
+			}
+		}
+	}
+	return nil
+}
+
+// stop stops the started components in reverse order and returns what went wrong.
+func (g *group) stop() []error {
+	var errs []error
+	for i := len(g.started) - 1; i >= 0; i-- {
+		s := g.started[i]
+		if s.cancel != nil {
+			s.cancel()
+		}
+		if s.close != nil {
+			if err := s.close(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+			}
+		}
+		if s.done != nil {
+			<-s.done
+		}
+	}
+	g.started = nil
+	return errs
 }

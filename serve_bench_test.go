@@ -8,7 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/reservist/reservist/server/taskroutertest"
+	"github.com/reservist/reservist/engine/taskrouter/taskroutertest"
+	"github.com/reservist/reservist/internal/testkit"
 )
 
 // BenchmarkCallback compares a signed callback through the whole server — run(), chi,
@@ -38,11 +39,11 @@ func BenchmarkCallback(b *testing.B) {
 
 	b.Run("reservist", func(b *testing.B) {
 		env := map[string]string{"TWILIO_ACCOUNT_SID": taskroutertest.DefaultAccountSid, "TWILIO_AUTH_TOKEN": taskroutertest.DefaultAuthToken}
-		s := startServe(b, mustRead(b, "testdata/example/rules.yaml"), env, "--admin-listen", "off")
+		s := startServe(b, testkit.Read(b, "testdata/example/rules.yaml"), env, "--admin-listen", "off")
 		s.log.discard.Store(true) // keep the decision log's cost, not a growing copy of it
 		u := s.url + "/assignment_callback"
 		want := `{"instruction":"dequeue","to":"client:alice","from":"+15005550006","post_work_activity_sid":"WA0123456789abcdef0123456789abcdef"}`
-		benchPost(b, u, body, testSign(s.token, u, params), want)
+		benchPost(b, u, body, testkit.Sign(s.token, u, params), want)
 	})
 }
 
@@ -92,7 +93,7 @@ func BenchmarkCallbackREST(b *testing.B) {
 }
 
 func benchmarkCallbackREST(b *testing.B, fake *taskroutertest.Server, taskRouterURL string) {
-	s := startServe(b, mustRead(b, "testdata/example/rules.yaml"), credentials(fake), "--admin-listen", "off", "--twilio-base-url", taskRouterURL)
+	s := startServe(b, testkit.Read(b, "testdata/example/rules.yaml"), credentials(fake), "--admin-listen", "off", "--twilio-base-url", taskRouterURL)
 	s.log.discard.Store(true)
 	u := s.url + "/assignment_callback"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -107,7 +108,7 @@ func benchmarkCallbackREST(b *testing.B, fake *taskroutertest.Server, taskRouter
 			params.Set("TaskPriority", "10")
 			req, _ := http.NewRequest("POST", u, strings.NewReader(params.Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("X-Twilio-Signature", testSign(s.token, u, params))
+			req.Header.Set("X-Twilio-Signature", testkit.Sign(s.token, u, params))
 			resp, err := client.Do(req)
 			if err != nil {
 				b.Error(err)

@@ -2,305 +2,24 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/base64"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/reservist/reservist/server/taskroutertest"
+	"github.com/reservist/reservist/engine/taskrouter/taskroutertest"
+	"github.com/reservist/reservist/internal/testkit"
 )
-
-// everyInstruction has a rule for each instruction, synchronous, and two that go by REST.
-const everyInstruction = `version: 1
-vars:
-  busy: WAfedcba9876543210fedcba9876543210
-  wrap: WA0123456789abcdef0123456789abcdef
-  line: "+15005550006"
-rules:
-  - name: accept-it
-    when: task.attributes.do == "accept"
-    do: accept
-  - name: reject-it
-    when: task.attributes.do == "reject"
-    do: reject
-    with:
-      activity_sid: ${ vars.busy }
-  - name: dequeue-it
-    when: task.attributes.do == "dequeue"
-    do: dequeue
-    with:
-      from: ${ vars.line }
-      to: ${ worker.attributes.contact_uri }
-      post_work_activity_sid: ${ vars.wrap }
-      timeout: 20
-      status_callback_events: [initiated, completed]
-  - name: call-it
-    when: task.attributes.do == "call"
-    do: call
-    with:
-      from: ${ vars.line }
-      url: https://example.com/twiml/agent?task=${ task.sid }
-      accept: true
-  - name: redirect-it
-    when: task.attributes.do == "redirect"
-    do: redirect
-    with:
-      call_sid: ${ task.attributes.call_sid }
-      url: https://example.com/twiml/es
-      accept: true
-  - name: conference-it
-    when: task.attributes.do == "conference"
-    do: conference
-    with:
-      from: ${ vars.line }
-      timeout: ${ task.attributes.ring ?? 30 }
-      record: true
-      beep: onEnter
-      conference_status_callback_events: [start, end]
-  - name: broken
-    when: task.attributes.do == "broken" && task.attributes.n > 1
-    do: accept
-  - name: rest-accept
-    when: task.attributes.do == "rest"
-    do: accept
-    via: rest
-  - name: delayed-call
-    when: task.attributes.do == "delayed"
-    do: call
-    delay: 10ms
-    with:
-      from: ${ vars.line }
-      url: https://example.com/twiml/agent
-default:
-  do: defer
-on_error:
-  do: reject
-  with:
-    activity_sid: ${ vars.busy }
-`
-
-const (
-	testWorkspace = "WS0123456789abcdef0123456789abcdef"
-	testTask      = "WT0123456789abcdef0123456789abcdef"
-)
-
-// callback is a callback as TaskRouter sends it for reservation n.
-func callback(n uint64, taskAttributes string) url.Values {
-	return url.Values{
-		"AccountSid":       {taskroutertest.DefaultAccountSid},
-		"WorkspaceSid":     {testWorkspace},
-		"WorkflowSid":      {"WW0123456789abcdef0123456789abcdef"},
-		"TaskQueueSid":     {"WQ0123456789abcdef0123456789abcdef"},
-		"TaskSid":          {testTask},
-		"TaskAge":          {"3"},
-		"TaskPriority":     {"0"},
-		"TaskAttributes":   {taskAttributes},
-		"WorkerSid":        {"WK0123456789abcdef0123456789abcdef"},
-		"WorkerAttributes": {`{"contact_uri":"client:alice"}`},
-		"ReservationSid":   {taskroutertest.NewSid("WR", n)},
-		"Timestamp":        {"1700000000"},
-	}
-}
-
-// testSign signs as TaskRouter does (reference §5), independently of the code under test.
-func testSign(token, rawURL string, params url.Values) string {
-	keys := slices.Sorted(func(yield func(string) bool) {
-		for k := range params {
-			if !yield(k) {
-				return
-			}
-		}
-	})
-	var b strings.Builder
-	b.WriteString(rawURL)
-	for _, k := range keys {
-		b.WriteString(k + params[k][0])
-	}
-	mac := hmac.New(sha1.New, []byte(token))
-	mac.Write([]byte(b.String()))
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
-}
-
-// logSink is serve's stderr in tests: it keeps every line and reports the listen addresses
-// from the "listening" line.
-type logSink struct {
-	mu        sync.Mutex
-	buf       bytes.Buffer
-	partial   []byte
-	listening chan [2]string // callback, admin
-	discard   atomic.Bool    // keep nothing more (benchmarks)
-}
-
-func newLogSink() *logSink { return &logSink{listening: make(chan [2]string, 1)} }
-
-var textListening = regexp.MustCompile(`msg=listening callback=(\S+) admin=(\S+)`)
-
-func (l *logSink) Write(p []byte) (int, error) {
-	if l.discard.Load() {
-		return len(p), nil
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			break
-		}
-		line := l.partial[:i]
-		l.partial = l.partial[i+1:]
-		var rec struct{ Msg, Callback, Admin string }
-		if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" {
-			l.listening <- [2]string{rec.Callback, rec.Admin}
-		} else if m := textListening.FindSubmatch(line); m != nil {
-			l.listening <- [2]string{string(m[1]), string(m[2])}
-		}
-	}
-	return len(p), nil
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// records returns the JSON log records whose msg is msg.
-func (l *logSink) records(msg string) []map[string]any {
-	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(l.String()))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
-}
-
-// served is a `reservist serve` running in the test through run().
-type served struct {
-	url, admin string // http://127.0.0.1:PORT of each listener; admin "" when off
-	rules      string // the rules file
-	token      string
-	log        *logSink
-	cancel     context.CancelFunc
-	done       chan error
-}
-
-// startServe runs `reservist serve` on free loopback ports with rules (or everyInstruction)
-// written to a temporary directory, and stops it when the test ends. args and env add to
-// the defaults.
-func startServe(t testing.TB, rulesYAML string, env map[string]string, args ...string) *served {
-	t.Helper()
-	dir := t.TempDir()
-	if rulesYAML == "" {
-		rulesYAML = everyInstruction
-	}
-	s := &served{rules: filepath.Join(dir, "rules.yaml"), token: env["TWILIO_AUTH_TOKEN"], log: newLogSink(), done: make(chan error, 1)}
-	if err := os.WriteFile(s.rules, []byte(rulesYAML), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	all := append([]string{"serve", "--rules", s.rules, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--state-dir", filepath.Join(dir, "state"), "--reload-poll", "0"}, args...)
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	go func() { s.done <- run(ctx, all, func(k string) string { return env[k] }, io.Discard, s.log) }()
-	select {
-	case addrs := <-s.log.listening:
-		s.url = "http://" + addrs[0]
-		if addrs[1] != "off" {
-			s.admin = "http://" + addrs[1]
-		}
-	case err := <-s.done:
-		t.Fatalf("serve exited at start: %v\n%s", err, s.log)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("serve did not start listening:\n%s", s.log)
-	}
-	t.Cleanup(func() { s.stop(t) })
-	return s
-}
-
-// stop cancels run's context and returns what run returned.
-func (s *served) stop(t testing.TB) error {
-	t.Helper()
-	s.cancel()
-	select {
-	case err, ok := <-s.done:
-		if ok {
-			close(s.done)
-		}
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatalf("serve did not stop:\n%s", s.log)
-		return nil
-	}
-}
-
-// post sends a signed form callback (unsigned without a token).
-func (s *served) post(t testing.TB, path string, params url.Values) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("POST", s.url+path, strings.NewReader(params.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if s.token != "" {
-		req.Header.Set("X-Twilio-Signature", testSign(s.token, s.url+path, params))
-	}
-	return do(t, req)
-}
-
-func do(t testing.TB, req *http.Request) (int, string) {
-	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("%s %s: Content-Type %q; want application/json", req.Method, req.URL.Path, ct)
-	}
-	return resp.StatusCode, string(b)
-}
-
-func get(t testing.TB, u string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", u, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// credentials are the fake TaskRouter's, and sign the callbacks too.
-func credentials(fake *taskroutertest.Server) map[string]string {
-	return map[string]string{"TWILIO_ACCOUNT_SID": fake.AccountSid, "TWILIO_AUTH_TOKEN": fake.AuthToken}
-}
 
 func TestServeEveryInstruction(t *testing.T) {
 	fake := taskroutertest.NewServer(taskroutertest.Config{})
@@ -313,7 +32,7 @@ func TestServeEveryInstruction(t *testing.T) {
 		{`{"do":"accept"}`, `{"instruction":"accept"}`},
 		{`{"do":"reject"}`, `{"instruction":"reject","activity_sid":"WAfedcba9876543210fedcba9876543210"}`},
 		{`{"do":"dequeue"}`, `{"instruction":"dequeue","to":"client:alice","from":"+15005550006","post_work_activity_sid":"WA0123456789abcdef0123456789abcdef","timeout":20,"status_callback_events":"initiated,completed"}`},
-		{`{"do":"call"}`, `{"instruction":"call","from":"+15005550006","url":"https://example.com/twiml/agent?task=WT0123456789abcdef0123456789abcdef","accept":true}`},
+		{`{"do":"call"}`, `{"instruction":"call","from":"+15005550006","url":"https://example.com/twiml/agent?task=` + testkit.Sid("WT", 4) + `","accept":true}`},
 		{`{"do":"redirect","call_sid":"CA0123456789abcdef0123456789abcdef"}`, `{"instruction":"redirect","call_sid":"CA0123456789abcdef0123456789abcdef","url":"https://example.com/twiml/es","accept":true}`},
 		{`{"do":"conference","ring":15}`, `{"instruction":"conference","from":"+15005550006","timeout":15,"record":true,"beep":"onEnter","conference_status_callback_events":"start,end"}`},
 		{`{"do":"nothing"}`, `{}`},
@@ -384,7 +103,7 @@ func TestServeEveryInstruction(t *testing.T) {
 
 func TestServeExampleRules(t *testing.T) {
 	// The README's first steps: the example rules, unsigned on loopback, a bare curl.
-	s := startServe(t, mustRead(t, "testdata/example/rules.yaml"), nil)
+	s := startServe(t, testkit.Read(t, "testdata/example/rules.yaml"), nil)
 	status, got := s.post(t, "/assignment_callback", url.Values{"TaskAttributes": {"{}"}, "WorkerAttributes": {"{}"}})
 	if status != 200 || got != "{}" {
 		t.Errorf("bare callback = %d %s; want 200 {}", status, got)
@@ -398,21 +117,12 @@ func TestServeExampleRules(t *testing.T) {
 	}
 }
 
-func mustRead(t testing.TB, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 func TestServeSignatureAndBadInput(t *testing.T) {
 	s := startServe(t, "", map[string]string{"TWILIO_ACCOUNT_SID": taskroutertest.DefaultAccountSid, "TWILIO_AUTH_TOKEN": "callbacktoken"},
 		"--twilio-base-url", "http://127.0.0.1:1") // nothing listens there: REST calls would fail, none are made
 	u := s.url + "/assignment_callback"
 	params := callback(1, `{"do":"accept"}`)
-	good := testSign(s.token, u, params)
+	good := testkit.Sign(s.token, u, params)
 	tampered := callback(1, `{"do":"accept","vip":true}`)
 	type request struct {
 		method, contentType, body, sig string
@@ -431,7 +141,7 @@ func TestServeSignatureAndBadInput(t *testing.T) {
 		{"over 1 MiB", request{"POST", form, "TaskAttributes=" + strings.Repeat("x", 1<<20), good}, 413, ""},
 		{"not a form", request{"POST", "application/json", `{"TaskAttributes":"{}"}`, good}, 400, ""},
 		{"does not parse", request{"POST", form, "TaskAttributes=%zz", good}, 400, ""},
-		{"attributes missing", request{"POST", form, "ReservationSid=WR1", testSign(s.token, u, url.Values{"ReservationSid": {"WR1"}})}, 200,
+		{"attributes missing", request{"POST", form, "ReservationSid=WR1", testkit.Sign(s.token, u, url.Values{"ReservationSid": {"WR1"}})}, 200,
 			`{"instruction":"reject","activity_sid":"WAfedcba9876543210fedcba9876543210"}`},
 	}
 	for _, tt := range tests {
@@ -466,7 +176,7 @@ func TestServeGETAndTwoPaths(t *testing.T) {
 		}
 		u := s.url + path + "?" + params.Encode()
 		req, _ := http.NewRequest("GET", u, nil)
-		req.Header.Set("X-Twilio-Signature", testSign(s.token, u, nil))
+		req.Header.Set("X-Twilio-Signature", testkit.Sign(s.token, u, nil))
 		if status, got := do(t, req); status != 200 || got != `{"instruction":"accept"}` {
 			t.Errorf("GET %s = %d %s; want 200 accept", path, status, got)
 		}
@@ -514,7 +224,7 @@ func TestServeHealthReadyAdmin(t *testing.T) {
 func TestServeSIGHUP(t *testing.T) {
 	real := filepath.Join(t.TempDir(), "real.yaml")
 	link := filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(real, []byte(everyInstruction), 0o644); err != nil {
+	if err := os.WriteFile(real, []byte(testkit.Rules(t, "every-instruction")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(real, link); err != nil {
@@ -524,20 +234,12 @@ func TestServeSIGHUP(t *testing.T) {
 	if _, got := s.post(t, "/assignment_callback", callback(1, `{"do":"accept"}`)); got != `{"instruction":"accept"}` {
 		t.Fatalf("before SIGHUP: %s", got)
 	}
-	changed := strings.Replace(everyInstruction, "do: accept\n  - name: reject-it", "do: reject\n    with:\n      activity_sid: ${ vars.busy }\n  - name: reject-it", 1)
+	changed := strings.Replace(testkit.Rules(t, "every-instruction"), "do: accept\n  - name: reject-it", "do: reject\n    with:\n      activity_sid: ${ vars.busy }\n  - name: reject-it", 1)
 	if err := os.WriteFile(real, []byte(changed), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(s.log.records("rules reloaded")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("SIGHUP did not reload the rules:\n%s", s.log)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	s.hup <- syscall.SIGHUP
+	eventually(t, "the rules to be reloaded", func() bool { return s.revision(t) == revisionOf(changed) })
 	if rec := s.log.records("rules reloaded")[0]; rec["reason"] != "SIGHUP" {
 		t.Errorf("reloaded for %v; want SIGHUP", rec["reason"])
 	}
@@ -648,46 +350,11 @@ func TestServeShutdownFinishesHalfSentRequest(t *testing.T) {
 	}
 }
 
-// exitOf runs `reservist serve` with args and env and returns the exit code and stderr. It
-// is for runs that end by themselves: configuration errors.
-func exitOf(t *testing.T, env map[string]string, args ...string) (int, string) {
-	t.Helper()
-	var stderr bytes.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"serve"}, args...), func(k string) string { return env[k] }, io.Discard, &syncWriter{w: &stderr})
-	}()
-	select {
-	case err := <-done:
-		var out bytes.Buffer
-		code := exitCode(err, &out)
-		return code, stderr.String() + out.String()
-	case <-time.After(10 * time.Second):
-		cancel()
-		<-done
-		t.Fatalf("serve %q did not exit by itself:\n%s", args, stderr.String())
-		return 0, ""
-	}
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
 func TestServeExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "rules.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(good, []byte(everyInstruction), 0o644)
+	os.WriteFile(good, []byte(testkit.Rules(t, "every-instruction")), 0o644)
 	os.WriteFile(bad, []byte("version: 1\nrules:\n  - name: x\n    when: 1\n    do: accept\n  - name: y\n    when: true\n    do: nope\n"), 0o644)
 	notDir := filepath.Join(dir, "file")
 	os.WriteFile(notDir, nil, 0o644)
@@ -721,7 +388,7 @@ func TestServeExitCodes(t *testing.T) {
 		{"token alone", map[string]string{"TWILIO_AUTH_TOKEN": "tok"}, nil, 2, "TWILIO_ACCOUNT_SID"},
 		{"API key without secret", map[string]string{"TWILIO_ACCOUNT_SID": taskroutertest.DefaultAccountSid, "TWILIO_AUTH_TOKEN": "tok", "TWILIO_API_KEY": "SK1"}, nil, 2, "TWILIO_API_SECRET"},
 		{"API secret without key", map[string]string{"TWILIO_ACCOUNT_SID": taskroutertest.DefaultAccountSid, "TWILIO_API_SECRET": "s"}, nil, 2, "TWILIO_API_KEY"},
-		{"malformed account SID", map[string]string{"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "tok"}, nil, 2, "account SID"},
+		{"malformed account SID", map[string]string{"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "tok"}, nil, 2, "TWILIO_ACCOUNT_SID must be AC"},
 		{"no token on a public listener", nil, []string{"--listen", "0.0.0.0:0"}, 2, "TWILIO_AUTH_TOKEN"},
 		{"no token on all interfaces", nil, []string{"--listen", ":0"}, 2, "TWILIO_AUTH_TOKEN"},
 		{"invalid rules", nil, []string{"--rules", bad}, 1, bad + ":"},
@@ -760,60 +427,6 @@ func TestServeInsecureSkipSignature(t *testing.T) {
 	}
 }
 
-func TestServeConfigPrecedence(t *testing.T) {
-	env := map[string]string{
-		"RESERVIST_RULES":                   "env.yaml",
-		"RESERVIST_LISTEN":                  "127.0.0.1:7000",
-		"RESERVIST_CALLBACK_PATH":           "/a, /b,",
-		"RESERVIST_ADMIN_LISTEN":            "off",
-		"RESERVIST_PUBLIC_URL":              "https://env.example.com/",
-		"RESERVIST_STATE_DIR":               "/var/lib/reservist",
-		"RESERVIST_RESERVATION_TIMEOUT":     "60s",
-		"RESERVIST_RESPONSE_BUDGET":         "2s",
-		"RESERVIST_REST_CONCURRENCY":        "3",
-		"RESERVIST_TWILIO_BASE_URL":         "http://proxy.example.com",
-		"RESERVIST_RELOAD_POLL":             "0",
-		"RESERVIST_RELOAD_CASES":            "cases,more",
-		"RESERVIST_INSECURE_SKIP_SIGNATURE": "true",
-		"RESERVIST_LOG_FORMAT":              "text",
-	}
-	getenv := func(k string) string { return env[k] }
-	c, err := parseServeConfig(nil, getenv, io.Discard)
-	if err != nil {
-		t.Fatalf("parseServeConfig(env only) = %v", err)
-	}
-	if c.rules != "env.yaml" || c.listen != "127.0.0.1:7000" || !slices.Equal(c.callbackPaths, []string{"/a", "/b"}) ||
-		c.adminListen != "" || c.publicURL.String() != "https://env.example.com" || c.stateDir != "/var/lib/reservist" ||
-		c.reservationTimeout != time.Minute || c.responseBudget != 2*time.Second || c.restConcurrency != 3 ||
-		c.twilioBaseURL != "http://proxy.example.com" || c.reloadPoll != 0 || !slices.Equal(c.reloadCases, []string{"cases", "more"}) ||
-		!c.insecureSkipSignature || c.logFormat != "text" {
-		t.Errorf("config from the environment = %+v", c)
-	}
-
-	c, err = parseServeConfig([]string{
-		"--rules", "flag.yaml", "--callback-path", "/c", "--admin-listen", "127.0.0.1:9999",
-		"--response-budget", "1s", "--insecure-skip-signature=false", "--log-format", "json",
-	}, getenv, io.Discard)
-	if err != nil {
-		t.Fatalf("parseServeConfig(flags and env) = %v", err)
-	}
-	if c.rules != "flag.yaml" || !slices.Equal(c.callbackPaths, []string{"/c"}) || c.adminListen != "127.0.0.1:9999" ||
-		c.responseBudget != time.Second || c.insecureSkipSignature || c.logFormat != "json" || c.listen != "127.0.0.1:7000" {
-		t.Errorf("flags did not win over the environment: %+v", c)
-	}
-
-	c, err = parseServeConfig(nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatalf("parseServeConfig(defaults) = %v", err)
-	}
-	if c.rules != "rules.yaml" || c.listen != "127.0.0.1:8080" || !slices.Equal(c.callbackPaths, []string{"/assignment_callback"}) ||
-		c.adminListen != "127.0.0.1:9090" || c.publicURL != nil || c.stateDir != ".reservist" || c.reservationTimeout != 120*time.Second ||
-		c.responseBudget != 3*time.Second || c.restConcurrency != 8 || c.twilioBaseURL != "https://taskrouter.twilio.com" ||
-		c.reloadPoll != 30*time.Second || c.insecureSkipSignature || c.logFormat != "json" {
-		t.Errorf("defaults = %+v", c)
-	}
-}
-
 // Flags win over the environment in a running server too: the env's paths are not served.
 func TestServeFlagBeatsEnvPaths(t *testing.T) {
 	s := startServe(t, "", map[string]string{"RESERVIST_CALLBACK_PATH": "/a,/b"}, "--callback-path", "/c")
@@ -832,7 +445,7 @@ func TestServeReloadCases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	example := mustRead(t, "testdata/example/rules.yaml")
+	example := testkit.Read(t, "testdata/example/rules.yaml")
 	broken := strings.Replace(example, `when: task.attributes.channel in ["chat", "sms"]`, `when: task.attributes.channel in ["sms"]`, 1)
 	if broken == example {
 		t.Fatal("the example rules changed; update this test's edit")

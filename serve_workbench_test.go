@@ -1,12 +1,10 @@
 package main
 
 import (
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reservist/reservist/engine/cases"
-	"github.com/reservist/reservist/server/taskroutertest"
+	"github.com/reservist/reservist/engine/taskrouter/taskroutertest"
+	"github.com/reservist/reservist/internal/config"
 )
 
 // waitFiles polls dir until it holds n .form files or ten seconds pass: capture writes
@@ -122,37 +121,6 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-func TestServeCaptureConfig(t *testing.T) {
-	env := map[string]string{"RESERVIST_CAPTURE_DIR": "/tmp/env", "RESERVIST_CAPTURE_REDACT": "a, b,", "RESERVIST_CAPTURE_MAX": "5"}
-	getenv := func(k string) string { return env[k] }
-	c, err := parseServeConfig(nil, getenv, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.captureDir != "/tmp/env" || !slices.Equal(c.captureRedact, []string{"a", "b"}) || c.captureMax != 5 {
-		t.Errorf("capture config from the environment: dir %q redact %q max %d", c.captureDir, c.captureRedact, c.captureMax)
-	}
-	c, err = parseServeConfig([]string{"--capture-dir", "d", "--capture-redact", "x,y", "--capture-redact", "z", "--capture-max", "7"}, getenv, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.captureDir != "d" || !slices.Equal(c.captureRedact, []string{"x", "y", "z"}) || c.captureMax != 7 {
-		t.Errorf("capture config from flags: dir %q redact %q max %d", c.captureDir, c.captureRedact, c.captureMax)
-	}
-	c, err = parseServeConfig(nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.captureDir != "" || c.captureRedact != nil || c.captureMax != 1000 {
-		t.Errorf("capture defaults: dir %q redact %q max %d; want off, none, 1000", c.captureDir, c.captureRedact, c.captureMax)
-	}
-	for _, bad := range []string{"0", "-1"} {
-		if _, err := parseServeConfig([]string{"--capture-max", bad}, func(string) string { return "" }, io.Discard); err == nil {
-			t.Errorf("--capture-max %s accepted", bad)
-		}
-	}
-}
-
 // The playground is on the admin listener; recent callbacks are kept only while that is
 // loopback.
 func TestServePlayground(t *testing.T) {
@@ -176,7 +144,7 @@ func TestServePlayground(t *testing.T) {
 		admin  string
 		recent bool
 	}{{"127.0.0.1:9090", true}, {"localhost:9090", true}, {"[::1]:9090", true}, {"0.0.0.0:9090", false}, {":9090", false}, {"", false}} {
-		wb, err := newWorkbench(&serveConfig{adminListen: tc.admin}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+		wb, err := newWorkbench(&config.Serve{AdminListen: tc.admin}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
+	"github.com/reservist/reservist/engine/outbox"
 	"github.com/reservist/reservist/rules"
 )
 
@@ -77,7 +77,7 @@ type Decision struct {
 	Trace      []Step        // every rule tried, with Explain only
 	Revision   string        // the rules revision that decided
 
-	ReservationSid, TaskSid, WorkerSid, WorkspaceSid string
+	ReservationSid, TaskSid, WorkerSid, WorkspaceSid, WorkflowSid string
 
 	answer []byte
 }
@@ -105,30 +105,38 @@ func (d *Decision) Response() []byte {
 // REST reports whether the decision must be carried out through the REST API.
 func (d *Decision) REST() bool { return d.Action.Via == rules.REST && d.Action.Do != rules.Defer }
 
-// RESTParams are the Reservations REST parameters for the instruction (whatever its via),
-// with list fields as repeated keys; nil for defer.
-func (d *Decision) RESTParams() url.Values {
+// Params are the Reservations REST parameters of the instruction (whatever its via), by
+// their REST names; nil for defer.
+func (d *Decision) Params() outbox.Params {
 	in := d.Action.Instruction()
 	if in == nil {
 		return nil
 	}
-	out := url.Values{}
+	out := make(outbox.Params, len(in.Fixed)+len(d.Values))
 	for _, kv := range in.Fixed {
-		out.Set(kv[0], kv[1])
+		out[kv[0]] = kv[1]
 	}
 	for _, v := range d.Values {
-		switch x := v.Value.(type) {
-		case string:
-			out.Set(v.Field.REST, x)
-		case int:
-			out.Set(v.Field.REST, strconv.Itoa(x))
-		case bool:
-			out.Set(v.Field.REST, strconv.FormatBool(x))
-		case []string:
-			out[v.Field.REST] = append([]string(nil), x...)
-		}
+		out[v.Field.REST] = v.Value
 	}
 	return out
+}
+
+// Outbox is the decision as an outbox action, for a callback received at received on a
+// reservation that times out after timeout.
+func (d *Decision) Outbox(received time.Time, timeout time.Duration) outbox.Action {
+	return outbox.Action{
+		ReservationSid: d.ReservationSid,
+		TaskSid:        d.TaskSid,
+		WorkspaceSid:   d.WorkspaceSid,
+		WorkerSid:      d.WorkerSid,
+		WorkflowSid:    d.WorkflowSid,
+		Rule:           d.Rule,
+		Params:         d.Params(),
+		Received:       received,
+		Due:            received.Add(d.Delay()),
+		Deadline:       received.Add(timeout),
+	}
 }
 
 var emptyAnswer = []byte("{}")
@@ -163,6 +171,7 @@ func (e *Engine) decide(params url.Values, trace bool) *Decision {
 		TaskSid:        env.Task.Sid,
 		WorkerSid:      env.Worker.Sid,
 		WorkspaceSid:   env.WorkspaceSid,
+		WorkflowSid:    env.WorkflowSid,
 	}
 	if envErr != nil {
 		e.fail(d, machine, env, envErr)

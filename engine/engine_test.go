@@ -9,117 +9,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/reservist/reservist/engine"
+	"github.com/reservist/reservist/internal/testkit"
 	"github.com/reservist/reservist/rules"
 )
-
-const testRules = `version: 1
-vars:
-  busy: WA00000000000000000000000000000001
-  wrap: WA00000000000000000000000000000002
-  line: "+15005550006"
-rules:
-  - name: accept-rest
-    when: task.attributes.case == "accept-rest"
-    do: accept
-    via: rest
-  - name: reject-rest
-    when: task.attributes.case == "reject-rest"
-    do: reject
-    delay: 1500ms
-    with: {activity_sid: "${ vars.busy }"}
-  - name: dequeue
-    when: task.attributes.case == "dequeue"
-    do: dequeue
-    with:
-      to: ${ worker.attributes.contact_uri }
-      from: ${ vars.line }
-      post_work_activity_sid: ${ vars.wrap }
-      record: record-from-answer
-      timeout: ${ task.attributes.ring ?? 20 }
-      status_callback_url: https://example.com/s/${ task.sid }
-      status_callback_events: [initiated, completed]
-  - name: dequeue-rest
-    when: task.attributes.case == "dequeue-rest"
-    do: dequeue
-    via: rest
-    with:
-      to: client:bob
-      from: ${ vars.line }
-      post_work_activity_sid: ${ vars.wrap }
-      record: do-not-record
-      timeout: 15
-      status_callback_url: https://example.com/s
-      status_callback_events: [initiated, ringing, completed]
-  - name: call-rest
-    when: task.attributes.case == "call-rest"
-    do: call
-    via: rest
-    with:
-      from: ${ vars.line }
-      url: https://example.com/agent?task=${ task.sid }
-      to: ${ worker.attributes.contact_uri }
-      accept: true
-      record: record-from-answer
-      timeout: 30
-      status_callback_url: https://example.com/cs
-  - name: redirect-rest
-    when: task.attributes.case == "redirect-rest"
-    do: redirect
-    via: rest
-    with:
-      call_sid: ${ task.attributes.call_sid }
-      url: https://example.com/r
-      accept: false
-  - name: conference-rest
-    when: task.attributes.case == "conference-rest"
-    do: conference
-    via: rest
-    with:
-      to: "+15551230000"
-      from: ${ vars.line }
-      post_work_activity_sid: ${ vars.wrap }
-      timeout: 25
-      status_callback_url: https://example.com/s
-      status_callback_events: [answered, completed]
-      record: true
-      muted: false
-      beep: onEnter
-      start_conference_on_enter: true
-      end_conference_on_exit: false
-      end_conference_on_customer_exit: true
-      beep_on_customer_entrance: false
-      wait_url: https://example.com/wait
-      early_media: true
-      max_participants: 3
-      conference_status_callback: https://example.com/c
-      conference_status_callback_events: [start, end]
-      conference_record: record-from-start
-      recording_status_callback: https://example.com/rec
-  - name: text
-    when: task.attributes.case == "text"
-    do: call
-    with:
-      from: ${ vars.line }
-      url: https://example.com/a?n=${ task.attributes.n }&name=${ task.attributes.name }
-  - name: required-nil
-    when: task.attributes.case == "required-nil"
-    do: redirect
-    with:
-      call_sid: ${ task.attributes.missing }
-      url: https://example.com/r
-  - name: runtime-error
-    when: task.attributes.number > 10
-    do: accept
-  - name: params
-    when: params.Custom == "yes" && task.age >= 60 && task.priority == 2 && reservation.sid == "WR1" && workspace_sid == "WS1"
-    do: accept
-default:
-  do: defer
-on_error:
-  do: reject
-  with:
-    activity_sid: ${ task.attributes.error_activity ?? vars.busy }
-`
 
 func newEngine(t testing.TB, src string) *engine.Engine {
 	t.Helper()
@@ -150,7 +42,7 @@ func callback(task, worker string, extra ...string) url.Values {
 }
 
 func TestDecideAnswers(t *testing.T) {
-	e := newEngine(t, testRules)
+	e := newEngine(t, testkit.Rules(t, "engine"))
 	onError := `{"instruction":"reject","activity_sid":"WA00000000000000000000000000000001"}`
 	tests := []struct {
 		name         string
@@ -205,7 +97,7 @@ func TestDecideAnswers(t *testing.T) {
 }
 
 func TestDecideREST(t *testing.T) {
-	e := newEngine(t, testRules)
+	e := newEngine(t, testkit.Rules(t, "engine"))
 	tests := []struct {
 		kase  string
 		delay string
@@ -248,8 +140,8 @@ func TestDecideREST(t *testing.T) {
 		if got := d.Delay().String(); got != tt.delay {
 			t.Errorf("%s: Delay() = %s; want %s", tt.kase, got, tt.delay)
 		}
-		if diff := cmp.Diff(tt.want, d.RESTParams()); diff != "" {
-			t.Errorf("%s: RESTParams() (-want +got):\n%s", tt.kase, diff)
+		if diff := cmp.Diff(tt.want, d.Params().Form()); diff != "" {
+			t.Errorf("%s: Params().Form() (-want +got):\n%s", tt.kase, diff)
 		}
 		// The synchronous form of the same decision (used when the outbox cannot be written).
 		var answer map[string]any
@@ -260,7 +152,7 @@ func TestDecideREST(t *testing.T) {
 }
 
 func TestExplainTrace(t *testing.T) {
-	e := newEngine(t, testRules)
+	e := newEngine(t, testkit.Rules(t, "engine"))
 	d := e.Explain(callback(`{"number":"x","case":"dequeue-rest"}`, `{}`))
 	want := []engine.Step{
 		{Rule: "accept-rest", Result: engine.NoMatch},
@@ -290,7 +182,7 @@ func TestExplainTrace(t *testing.T) {
 }
 
 func TestDecideConcurrently(t *testing.T) {
-	e := newEngine(t, testRules)
+	e := newEngine(t, testkit.Rules(t, "engine"))
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)

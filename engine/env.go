@@ -8,7 +8,7 @@ import (
 	"github.com/reservist/reservist/rules"
 )
 
-// The callback parameters TaskRouter sends (reference §1).
+// The callback parameters TaskRouter sends (docs/taskrouter.md).
 const (
 	ParamAccountSid       = "AccountSid"
 	ParamWorkspaceSid     = "WorkspaceSid"
@@ -23,16 +23,11 @@ const (
 	ParamReservationSid   = "ReservationSid"
 )
 
-// NewEnv builds the expression environment for one callback. The environment is filled as
+// newEnv builds the expression environment for one callback. The environment is filled as
 // far as possible even when err is non-nil, so that on_error templates can still read SIDs.
 // err says why the callback cannot be decided: attributes missing or not a JSON object, or a
-// TaskAge or TaskPriority that is not an integer.
-func NewEnv(params url.Values, vars map[string]any) (*rules.Env, error) {
-	return newEnv(params, vars, true)
-}
-
-// newEnv is NewEnv, leaving env.Params nil unless withParams: most rule sets never read
-// `params`, and the map is a good part of a callback's cost.
+// TaskAge or TaskPriority that is not an integer. env.Params stays nil unless withParams:
+// most rule sets never read `params`, and the map is a good part of a callback's cost.
 func newEnv(params url.Values, vars map[string]any, withParams bool) (*rules.Env, error) {
 	env := &rules.Env{Vars: vars}
 	if withParams {

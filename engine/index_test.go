@@ -9,54 +9,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/reservist/reservist/engine"
+	"github.com/reservist/reservist/internal/testkit"
 )
 
-// Rules whose first conjunct the index reads, mixed with rules it must always run.
-const indexRules = `version: 1
-vars:
-  gold: gold
-  yes: true
-rules:
-  - {name: eq, when: 'task.attributes.q == "a" && worker.attributes.n > 1', do: accept}
-  - {name: eq-reversed, when: '"b" == task.attributes.q', do: accept}
-  - {name: eq-bool, when: 'task.attributes.vip == true', do: accept}
-  - {name: eq-var, when: 'task.attributes.tier == vars.gold && task.attributes.q != nil', do: accept}
-  - {name: eq-var-bool, when: 'task.attributes.flag == vars.yes', do: accept}
-  - {name: in, when: 'task.attributes.q in ["c", "d", ""]', do: accept}
-  - {name: nested, when: 'task.attributes.customer.tier == "gold"', do: accept}
-  - {name: optional, when: 'task.attributes.customer?.tier == "silver"', do: accept}
-  - {name: optional-deep, when: 'task.attributes.customer?.plan.kind == "pro"', do: accept}
-  - {name: worker, when: 'worker.attributes.team == "x" || worker.attributes.team == "y"', do: accept}
-  - {name: worker-sid, when: 'worker.sid == "WK1"', do: accept}
-  - {name: params, when: 'params.Custom == "" && task.attributes.q == "e"', do: accept}
-  - {name: queue, when: 'task.queue_sid == "WQ1" && task.age > 5', do: accept}
-  - {name: not-indexed, when: 'task.priority > 3', do: accept}
-  - {name: in-bool, when: 'task.attributes.q in ["true"]', do: accept}
-  - {name: not-nil, when: 'task.attributes.q != nil && task.attributes.q == task.attributes.tier', do: accept}
-  - {name: not-nil-deep, when: 'task.attributes.customer.plan != nil', do: accept}
-  - {name: last, when: 'task.attributes.q == "z" || task.attributes.n == 2', do: accept}
-`
-
-// Rules that start with several comparisons, each of which can reject a callback before the
-// rule runs; and rules where that must not happen, because a comparison before it may fail.
-const guardRules = `version: 1
-rules:
-  - {name: second, when: 'task.attributes.q != nil && task.attributes.vip == true', do: accept}
-  - {name: third, when: 'task.attributes.q != nil && task.attributes.flag == true && task.attributes.tier == "gold"', do: accept}
-  - {name: deep-second, when: 'task.attributes.q != nil && task.attributes.customer.tier == "gold" && task.attributes.n > 1', do: accept}
-  - {name: deep-first, when: 'task.attributes.customer.plan == "pro" && task.attributes.q == "a"', do: accept}
-  - {name: in-second, when: 'task.attributes.flag == true && task.attributes.q in ["a", "b"]', do: accept}
-  - {name: after-other, when: 'task.priority > 3 && task.attributes.q == "a"', do: accept}
-  - {name: parens, when: 'task.attributes.q != nil && (task.attributes.tier == "silver" && worker.attributes.team == "x")', do: accept}
-  - {name: or-second, when: 'task.attributes.q != nil && (task.attributes.tier == "gold" || task.attributes.vip == true)', do: accept}
-  - {name: optional-second, when: 'task.attributes.q == "c" && task.attributes.customer?.tier == "gold"', do: accept}
-  - {name: number-second, when: 'task.attributes.q != nil && task.attributes.n > 1 && task.attributes.vip == false', do: accept}
-  - {name: last, when: 'worker.attributes.n != nil', do: accept}
-`
-
 func TestIndexAgreesWithFullEvaluation(t *testing.T) {
-	t.Run("first conjunct", func(t *testing.T) { agreesWithFullEvaluation(t, indexRules) })
-	t.Run("leading comparisons", func(t *testing.T) { agreesWithFullEvaluation(t, guardRules) })
+	t.Run("first conjunct", func(t *testing.T) { agreesWithFullEvaluation(t, testkit.Rules(t, "index")) })
+	t.Run("leading comparisons", func(t *testing.T) { agreesWithFullEvaluation(t, testkit.Rules(t, "guards")) })
 }
 
 func agreesWithFullEvaluation(t *testing.T, rulesYAML string) {

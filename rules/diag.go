@@ -2,6 +2,7 @@ package rules
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -44,4 +45,21 @@ func sortDiagnostics(ds []Diagnostic) {
 	slices.SortStableFunc(ds, func(a, b Diagnostic) int {
 		return cmp.Or(cmp.Compare(a.Pos.Line, b.Pos.Line), cmp.Compare(a.Pos.Col, b.Pos.Col))
 	})
+}
+
+// ErrorLines splits an error about rules into lines for people, logs and JSON bodies: one
+// FILE:LINE:COL line per problem of a bad file, otherwise the error's text line by line (a
+// reload gate's case diffs span several).
+func ErrorLines(err error) []string {
+	if err == nil {
+		return nil
+	}
+	if re, ok := errors.AsType[Errors](err); ok {
+		lines := make([]string, len(re))
+		for i, d := range re {
+			lines[i] = d.String()
+		}
+		return lines
+	}
+	return strings.Split(strings.TrimRight(err.Error(), "\n"), "\n")
 }

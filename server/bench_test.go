@@ -14,9 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reservist/reservist/engine"
+	"github.com/reservist/reservist/engine/reload"
+	"github.com/reservist/reservist/internal/logbuf"
+	"github.com/reservist/reservist/internal/testkit"
 	"github.com/reservist/reservist/rules"
-	"github.com/reservist/reservist/server/logbuf"
-	"github.com/reservist/reservist/server/reload"
 )
 
 // BenchmarkHandler is the callback handler without a network, with the response budget's
@@ -36,7 +37,7 @@ func BenchmarkHandler(b *testing.B) {
 			}).handler
 			params := callbackParams(`{"channel":"chat"}`)
 			body := params.Encode()
-			sig := sign(testToken, "http://reservist.test/assignment_callback", params)
+			sig := testkit.Sign(testToken, "http://reservist.test/assignment_callback", params)
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -73,7 +74,7 @@ func voiceParams(t testing.TB) url.Values {
 func BenchmarkSignature(b *testing.B) {
 	params := voiceParams(b)
 	const u = "http://127.0.0.1:8080/assignment_callback"
-	sig := sign(testToken, u, params)
+	sig := testkit.Sign(testToken, u, params)
 	v := NewValidator(testToken)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -104,7 +105,7 @@ func BenchmarkForm(b *testing.B) {
 // BenchmarkRecord is what a decided callback costs after its answer: the metrics and the
 // decision log line, written as serve writes it (JSON, batched by logbuf).
 func BenchmarkRecord(b *testing.B) {
-	set, err := rules.Parse("rules.yaml", []byte(testRules))
+	set, err := rules.Parse("rules.yaml", []byte(testkit.Rules(b, "server")))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func BenchmarkRecord(b *testing.B) {
 // timer, metrics and the decision log as JSON lines into logbuf — without the network and
 // without allocating the request: what reservist adds to net/http's own work.
 func BenchmarkHandlerExample(b *testing.B) {
-	rl, err := reload.New("../testdata/example/rules.yaml", reload.Options{})
+	rl, err := reload.New(testkit.Path(b, "testdata/example/rules.yaml"), reload.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -137,13 +138,13 @@ func BenchmarkHandlerExample(b *testing.B) {
 		ResponseBudget: 3 * time.Second,
 		DecisionLog:    slog.New(logbuf.NewJSONHandler(logbuf.New(io.Discard, 64<<10))),
 		Metrics:        NewMetrics(prometheus.NewRegistry()),
-	})
+	}).Callbacks()
 	params := voiceParams(b)
 	body := params.Encode()
 	const u = "http://127.0.0.1:8080/assignment_callback"
 	req := httptest.NewRequest("POST", u, nil)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set(SignatureHeader, sign(testToken, u, params))
+	req.Header.Set(SignatureHeader, testkit.Sign(testToken, u, params))
 	rd := strings.NewReader(body)
 	req.Body, req.ContentLength = io.NopCloser(rd), int64(len(body))
 	w := &discardWriter{header: http.Header{}}

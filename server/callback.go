@@ -15,8 +15,11 @@ import (
 	"unsafe"
 
 	"github.com/reservist/reservist/engine"
+	"github.com/reservist/reservist/engine/outbox"
+	"github.com/reservist/reservist/engine/reload"
+	"github.com/reservist/reservist/internal/logbuf"
 	"github.com/reservist/reservist/rules"
-	"github.com/reservist/reservist/server/logbuf"
+	"github.com/reservist/reservist/server/internal/respond"
 )
 
 // emptyAnswer is the deferral TaskRouter documents: 200 with {}.
@@ -25,14 +28,30 @@ var (
 	emptyAnswerLength = []string{"2"}
 )
 
-// errNoOutbox is Put's error when the server was built without an outbox.
-var errNoOutbox = errors.New("no outbox")
+// The errors a caller is told about, with their statuses.
+var (
+	errMethod           = respond.New(http.StatusMethodNotAllowed, "method not allowed: the callback takes POST (or GET)")
+	errMethodNotAllowed = respond.New(http.StatusMethodNotAllowed, "method not allowed")
+	errTooLarge         = respond.New(http.StatusRequestEntityTooLarge, "request body is over 1 MiB")
+	errNotForm          = respond.New(http.StatusBadRequest, "the body must be application/x-www-form-urlencoded")
+	errBadForm          = respond.New(http.StatusBadRequest, "the body does not parse as a form")
+	errBadQuery         = respond.New(http.StatusBadRequest, "the query string does not parse as a form")
+	errSignature        = respond.New(http.StatusForbidden, "X-Twilio-Signature is missing or does not match")
+	errUnavailable      = respond.New(http.StatusServiceUnavailable, "the decision cannot be kept for later; use the fallback URL")
+)
 
-// callback answers assignment callbacks: checks the request in SPEC §2's order (method,
-// size, form, signature), decides it, and answers or hands the decision to the outbox.
+// Reasons a decision cannot be handed to the outbox; they are logged, not answered.
+var (
+	errNoOutbox = errors.New("no outbox")
+	errNoSids   = errors.New("a REST decision needs the callback's ReservationSid, TaskSid and WorkspaceSid")
+)
+
+// callback answers assignment callbacks: checks the request in the documented order
+// (method, size, form, signature), decides it, and answers or hands the decision to the
+// outbox.
 type callback struct {
-	rules     RuleSource
-	outbox    Outbox
+	rules     reload.Source
+	outbox    outbox.Outbox
 	validator *Validator // nil: unsigned callbacks are accepted
 	public    *url.URL
 	budget    time.Duration
@@ -83,7 +102,7 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		u := signedURL(c.public, r)
 		if !c.validator.Valid(u, signed, r.Header.Get(SignatureHeader)) {
-			respondError(w, errSignature)
+			respond.Err(w, errSignature)
 			c.metrics.callback("", "", OutcomeForbidden, time.Since(received))
 			c.logForbidden(r, u, params)
 			return
@@ -121,7 +140,7 @@ func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received ti
 	res := result{via: d.Via(), outcome: OutcomeAnswered}
 	switch {
 	case !d.REST():
-		respondJSON(w, http.StatusOK, d.Response())
+		respond.Raw(w, http.StatusOK, d.Response())
 		if d.Instruction() == rules.Defer {
 			res.outcome = OutcomeDeferred
 		}
@@ -129,18 +148,18 @@ func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received ti
 		queued, err := c.put(d, received)
 		switch {
 		case err == nil:
-			respondJSON(w, http.StatusOK, d.Response())
+			respond.Raw(w, http.StatusOK, d.Response())
 			res.outcome, res.duplicate = OutcomeDeferred, !queued
 		case d.Delay() == 0:
 			// Better the instruction now than no decision at all.
-			respondJSON(w, http.StatusOK, d.Answer())
+			respond.Raw(w, http.StatusOK, d.Answer())
 			res.via = rules.Response
 			c.log.LogAttrs(context.Background(), slog.LevelWarn, "outbox refused the decision; answering it synchronously instead",
 				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
 		default:
 			// A delayed decision cannot be answered now: 503 sends TaskRouter to the
 			// Workflow's fallback URL.
-			respondError(w, errUnavailable)
+			respond.Err(w, errUnavailable)
 			res.outcome = OutcomeUnavailable
 			c.log.LogAttrs(context.Background(), slog.LevelError, "outbox refused a delayed decision; answered 503",
 				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
@@ -214,10 +233,10 @@ func (c *callback) refuse(w http.ResponseWriter, r *http.Request, err error, rec
 	if err == errMethod {
 		w.Header().Set("Allow", "GET, POST")
 	}
-	respondError(w, err)
+	respond.Err(w, err)
 	c.metrics.callback("", "", OutcomeBadRequest, time.Since(received))
 	c.log.LogAttrs(context.Background(), slog.LevelInfo, "callback refused",
-		slog.Int("status", statusOf[err]), slog.String("reason", err.Error()),
+		slog.Int("status", respond.StatusOf(err)), slog.String("reason", err.Error()),
 		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
 }
 
@@ -298,7 +317,7 @@ func (c *callback) decide(w http.ResponseWriter, e *engine.Engine, params url.Va
 	}
 	left := c.budget - time.Since(received)
 	if left <= 0 { // the request itself took the budget to arrive
-		respondJSON(w, http.StatusOK, emptyAnswer)
+		respond.Raw(w, http.StatusOK, emptyAnswer)
 		return c.run(e, params), time.Now()
 	}
 	b := c.startBudget(w, left)
@@ -351,7 +370,7 @@ func (b *budget) expire() {
 	// The handler goes on deciding: send the answer now, not when it returns, with its
 	// length (net/http cannot add it to a flushed response).
 	b.w.Header()["Content-Length"] = emptyAnswerLength
-	respondJSON(b.w, http.StatusOK, emptyAnswer)
+	respond.Raw(b.w, http.StatusOK, emptyAnswer)
 	http.NewResponseController(b.w).Flush()
 	b.expired = time.Now()
 }
@@ -374,17 +393,7 @@ func (c *callback) put(d *engine.Decision, received time.Time) (queued bool, err
 	if d.ReservationSid == "" || d.TaskSid == "" || d.WorkspaceSid == "" {
 		return false, errNoSids
 	}
-	return c.outbox.Put(Action{
-		ReservationSid: d.ReservationSid,
-		TaskSid:        d.TaskSid,
-		WorkspaceSid:   d.WorkspaceSid,
-		WorkerSid:      d.WorkerSid,
-		Rule:           d.Rule,
-		Params:         d.RESTParams(),
-		Received:       received,
-		Due:            received.Add(d.Delay()),
-		Deadline:       received.Add(c.timeout),
-	})
+	return c.outbox.Put(context.Background(), d.Outbox(received, c.timeout))
 }
 
 // reportProblems counts and logs what went wrong deciding, with the ReservationSid and

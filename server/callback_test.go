@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/reservist/reservist/engine/outbox"
+	"github.com/reservist/reservist/internal/testkit"
 )
 
 func TestCallbackAnswers(t *testing.T) {
@@ -53,7 +55,7 @@ func TestCallbackAnswers(t *testing.T) {
 	}
 	// The log names the reservation of the callback on_error answered, and never the
 	// attributes.
-	if recs := h.log.lines(t, "callback cannot be decided; on_error answers"); len(recs) != 3 || recs[0]["reservation_sid"] != "WR0123456789abcdef0123456789abcdef" {
+	if recs := h.log.lines(t, "callback cannot be decided; on_error answers"); len(recs) != 3 || recs[0]["reservation_sid"] != testkit.Sid("WR", 1) {
 		t.Errorf("on_error log lines = %v; want 3 naming the reservation", recs)
 	}
 	if strings.Contains(h.log.String(), "do-not-log-me") || strings.Contains(h.log.String(), "client:alice") {
@@ -70,7 +72,7 @@ func TestCallbackBothPathsAndGET(t *testing.T) {
 		// A GET carries the parameters in the query string, which the signature covers.
 		u := h.srv.URL + path + "?" + params.Encode()
 		req, _ := http.NewRequest("GET", u, nil)
-		req.Header.Set(SignatureHeader, sign(h.token, u, nil))
+		req.Header.Set(SignatureHeader, testkit.Sign(h.token, u, nil))
 		wantJSON(t, h.do(t, req), 200, `{"instruction":"accept"}`)
 	}
 	wantError(t, h.post(t, "/assignment.php", params), 404)
@@ -91,18 +93,18 @@ func TestCallbackSignature(t *testing.T) {
 		}
 		return h.do(t, req)
 	}
-	good := sign(h.token, u, params)
+	good := testkit.Sign(h.token, u, params)
 	wantJSON(t, send(good, params, nil), 200, `{"instruction":"accept"}`)
 
 	tampered := with(params, "TaskAttributes", `{"channel":"chat","vip":true}`)
 	wantError(t, send(good, tampered, nil), 403)
 	wantError(t, send("", params, nil), 403)
-	wantError(t, send(sign("another-token", u, params), params, nil), 403)
+	wantError(t, send(testkit.Sign("another-token", u, params), params, nil), 403)
 	// The POST's query string belongs to the signed URL.
-	wantError(t, send(sign(h.token, u+"?x=1", params), params, nil), 403)
+	wantError(t, send(testkit.Sign(h.token, u+"?x=1", params), params, nil), 403)
 	// Forwarded headers are not trusted: signing for the forwarded URL does not help.
 	fwd := http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"reservist.example.com"}}
-	wantError(t, send(sign(h.token, "https://reservist.example.com/assignment_callback", params), params, fwd), 403)
+	wantError(t, send(testkit.Sign(h.token, "https://reservist.example.com/assignment_callback", params), params, fwd), 403)
 
 	if got := h.rules.Current().Matches("chat"); got != 1 {
 		t.Errorf("chat matched %d callbacks; want 1: refused callbacks must not be decided", got)
@@ -132,7 +134,7 @@ func TestCallbackPublicURL(t *testing.T) {
 	send := func(signedFor string) *http.Response {
 		req, _ := http.NewRequest("POST", h.srv.URL+"/assignment_callback?x=1", strings.NewReader(params.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set(SignatureHeader, sign(h.token, signedFor, params))
+		req.Header.Set(SignatureHeader, testkit.Sign(h.token, signedFor, params))
 		return h.do(t, req)
 	}
 	wantJSON(t, send("https://reservist.example.com/assignment_callback?x=1"), 200, `{"instruction":"accept"}`)
@@ -205,7 +207,7 @@ func TestCallbackBadInput(t *testing.T) {
 			}
 			if tt.req.signed {
 				params, _ := url.ParseQuery(tt.req.body)
-				req.Header.Set(SignatureHeader, sign(h.token, u, params))
+				req.Header.Set(SignatureHeader, testkit.Sign(h.token, u, params))
 			}
 			resp := h.do(t, req)
 			if tt.status == 200 {
@@ -260,7 +262,7 @@ func TestCallbackBodies(t *testing.T) {
 			}
 			req, _ := http.NewRequest("POST", u, r)
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set(SignatureHeader, sign(h.token, u, tt.params))
+			req.Header.Set(SignatureHeader, testkit.Sign(h.token, u, tt.params))
 			wantJSON(t, h.do(t, req), 200, `{"instruction":"accept"}`)
 		})
 	}
@@ -303,7 +305,7 @@ func TestCallbackRuleErrors(t *testing.T) {
 		t.Errorf("rule_evaluation_errors{broken} = %v; want 1", got)
 	}
 	recs := h.log.lines(t, "rule condition failed; the rule did not match")
-	if len(recs) != 1 || recs[0]["rule"] != "broken" || recs[0]["reservation_sid"] != "WR0123456789abcdef0123456789abcdef" {
+	if len(recs) != 1 || recs[0]["rule"] != "broken" || recs[0]["reservation_sid"] != testkit.Sid("WR", 1) {
 		t.Errorf("rule error log = %v; want one line naming rule and reservation", recs)
 	}
 	if strings.Contains(h.log.String(), "not a number") {
@@ -363,9 +365,9 @@ func TestCallbackDecisionLog(t *testing.T) {
 	}
 	rec := recs[0]
 	want := map[string]any{
-		"reservation_sid": "WR0123456789abcdef0123456789abcdef",
-		"task_sid":        "WT0123456789abcdef0123456789abcdef",
-		"worker_sid":      "WK0123456789abcdef0123456789abcdef",
+		"reservation_sid": testkit.Sid("WR", 1),
+		"task_sid":        testkit.Sid("WT", 1),
+		"worker_sid":      testkit.WorkerSid,
 		"rule":            "chat",
 		"instruction":     "accept",
 		"via":             "response",
@@ -400,18 +402,18 @@ func TestCallbackREST(t *testing.T) {
 		t.Fatalf("outbox got %d actions; want 2", len(acts))
 	}
 	a := acts[0]
-	if a.ReservationSid != "WR0123456789abcdef0123456789abcdef" || a.TaskSid != "WT0123456789abcdef0123456789abcdef" ||
-		a.WorkspaceSid != "WS0123456789abcdef0123456789abcdef" || a.WorkerSid != "WK0123456789abcdef0123456789abcdef" || a.Rule != "rest-accept" {
+	if a.ReservationSid != testkit.Sid("WR", 1) || a.TaskSid != testkit.Sid("WT", 1) ||
+		a.WorkspaceSid != testkit.WorkspaceSid || a.WorkerSid != testkit.WorkerSid || a.Rule != "rest-accept" {
 		t.Errorf("action = %+v; want the callback's SIDs and rule rest-accept", a)
 	}
-	if got := a.Params.Encode(); got != "ReservationStatus=accepted" {
+	if got := a.Params.Form().Encode(); got != "ReservationStatus=accepted" {
 		t.Errorf("action params = %s; want ReservationStatus=accepted", got)
 	}
 	if a.Received.Before(before) || a.Received.After(after) || !a.Due.Equal(a.Received) || !a.Deadline.Equal(a.Received.Add(120*time.Second)) {
 		t.Errorf("action times received %v due %v deadline %v; want received during the call, due then, deadline 120s later", a.Received, a.Due, a.Deadline)
 	}
 	d := acts[1]
-	if !d.Due.Equal(d.Received.Add(2*time.Second)) || d.Params.Get("Instruction") != "call" || d.Params.Get("CallFrom") != "+15005550006" {
+	if !d.Due.Equal(d.Received.Add(2*time.Second)) || d.Params["Instruction"] != "call" || d.Params["CallFrom"] != "+15005550006" {
 		t.Errorf("delayed action = %+v; want due 2s after it was received, a call from +15005550006", d)
 	}
 
@@ -471,7 +473,7 @@ func TestCallbackResponseBudget(t *testing.T) {
 		o.ResponseBudget = time.Millisecond
 		o.beforeDecide = func() { <-release } // the engine is "slow" until the client has its answer
 	})
-	put := make(chan Action, 1)
+	put := make(chan outbox.Action, 1)
 	h.outbox.set(func(f *fakeOutbox) { f.put = put })
 
 	resp := h.post(t, "/assignment_callback", callbackParams(`{"channel":"chat"}`))
@@ -481,7 +483,7 @@ func TestCallbackResponseBudget(t *testing.T) {
 
 	select {
 	case a := <-put:
-		if a.Rule != "chat" || a.Params.Encode() != "ReservationStatus=accepted" || !a.Due.Equal(a.Received) {
+		if a.Rule != "chat" || a.Params.Form().Encode() != "ReservationStatus=accepted" || !a.Due.Equal(a.Received) {
 			t.Errorf("late decision's action = %+v; want chat's accept, due at once", a)
 		}
 	case <-time.After(10 * time.Second):
@@ -568,7 +570,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 	wantJSON(t, get("/readyz"), 200, `{"status":"ok","rules":"stale","twilio":"unauthorized"}`+"\n")
 
-	noOutbox := New(Options{Rules: h.rules, CallbackPaths: []string{"/cb"}})
+	noOutbox := New(Options{Rules: h.rules, CallbackPaths: []string{"/cb"}}).Callbacks()
 	rec := newRecorder(noOutbox, "GET", "/readyz")
 	if rec.Code != 503 || !strings.Contains(rec.Body.String(), `"outbox":"not open"`) {
 		t.Errorf("readyz without an outbox = %d %s; want 503 naming the outbox", rec.Code, rec.Body)
@@ -578,7 +580,7 @@ func TestHealthAndReadiness(t *testing.T) {
 func TestAdmin(t *testing.T) {
 	h := newHarness(t)
 	h.post(t, "/assignment_callback", callbackParams(`{"channel":"chat"}`))
-	admin := NewAdmin(h.rules, h.registry, nil)
+	admin := New(Options{Rules: h.rules, Gatherer: h.registry}).Admin()
 
 	rec := newRecorder(admin, "GET", "/rules")
 	var status struct {
@@ -614,7 +616,7 @@ func TestAdmin(t *testing.T) {
 	}
 
 	// A good change reloads with its revision; a bad one is refused with every error.
-	if err := writeFile(h.rulesFile, strings.Replace(testRules, "channel == \"chat\"", "channel == \"sms\"", 1)); err != nil {
+	if err := writeFile(h.rulesFile, strings.Replace(testkit.Rules(t, "server"), "channel == \"chat\"", "channel == \"sms\"", 1)); err != nil {
 		t.Fatal(err)
 	}
 	rec = newRecorder(admin, "POST", "/-/reload")

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/reservist/reservist/internal/testkit"
 )
 
 // FuzzCallback sends arbitrary form bodies through the callback handler, signed or not:
@@ -44,7 +46,7 @@ func FuzzCallback(f *testing.F) {
 		req := httptest.NewRequest("POST", "http://reservist.test/assignment_callback", strings.NewReader(form))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		if params, err := url.ParseQuery(form); err == nil && signed {
-			req.Header.Set(SignatureHeader, sign(testToken, "http://reservist.test/assignment_callback", params))
+			req.Header.Set(SignatureHeader, testkit.Sign(testToken, "http://reservist.test/assignment_callback", params))
 		}
 		rec := httptest.NewRecorder()
 		handler.ServeHTTP(rec, req)

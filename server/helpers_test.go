@@ -1,10 +1,7 @@
 package server
 
 import (
-	"bytes"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/base64"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -22,97 +19,32 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/reservist/reservist/server/reload"
+	"github.com/reservist/reservist/engine/outbox"
+	"github.com/reservist/reservist/engine/reload"
+	"github.com/reservist/reservist/internal/testkit"
 )
 
 const testToken = "test-auth-token-not-a-sid"
 
-// testRules cover the server's paths: synchronous answers, REST with and without delay, a
-// `when` that fails at run time, and on_error.
-const testRules = `version: 1
-vars:
-  busy: WAfedcba9876543210fedcba9876543210
-  line: "+15005550006"
-rules:
-  - name: broken
-    when: task.attributes.kind == "broken" && task.attributes.n > 3
-    do: accept
-  - name: rest-accept
-    when: task.attributes.kind == "rest"
-    do: accept
-    via: rest
-  - name: delayed-call
-    when: task.attributes.kind == "delayed"
-    do: call
-    delay: 2s
-    with:
-      from: ${ vars.line }
-      url: https://example.com/twiml
-  - name: chat
-    when: task.attributes.channel == "chat"
-    do: accept
-  - name: ring
-    when: task.attributes.kind == "ring"
-    do: dequeue
-    with:
-      timeout: ${ task.attributes.ring }
-      to: ${ task.attributes.to }
-default:
-  do: defer
-on_error:
-  do: reject
-  with:
-    activity_sid: ${ vars.busy }
-`
-
-// sign is Twilio's signature algorithm (reference §5), written apart from the code under
-// test: HMAC-SHA1 over the URL and the sorted POST parameters, base64.
-func sign(token, rawURL string, params url.Values) string {
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var b strings.Builder
-	b.WriteString(rawURL)
-	for _, k := range keys {
-		b.WriteString(k)
-		b.WriteString(params[k][0])
-	}
-	mac := hmac.New(sha1.New, []byte(token))
-	mac.Write([]byte(b.String()))
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
-}
-
-// callbackParams is a callback as TaskRouter sends it, with the given task attributes.
+// callbackParams is a callback as TaskRouter sends it, with the given task attributes and
+// a worker attribute that must never reach a log.
 func callbackParams(taskAttributes string) url.Values {
-	return url.Values{
-		"AccountSid":       {"AC0123456789abcdef0123456789abcdef"},
-		"WorkspaceSid":     {"WS0123456789abcdef0123456789abcdef"},
-		"WorkflowSid":      {"WW0123456789abcdef0123456789abcdef"},
-		"TaskQueueSid":     {"WQ0123456789abcdef0123456789abcdef"},
-		"TaskSid":          {"WT0123456789abcdef0123456789abcdef"},
-		"TaskAge":          {"12"},
-		"TaskPriority":     {"1"},
-		"TaskAttributes":   {taskAttributes},
-		"WorkerSid":        {"WK0123456789abcdef0123456789abcdef"},
-		"WorkerAttributes": {`{"contact_uri":"client:alice","secret_note":"do-not-log-me"}`},
-		"ReservationSid":   {"WR0123456789abcdef0123456789abcdef"},
-		"Timestamp":        {"1700000000"},
-	}
+	p := testkit.Callback(1, taskAttributes)
+	p.Set("WorkerAttributes", `{"contact_uri":"client:alice","secret_note":"do-not-log-me"}`)
+	return p
 }
 
 // fakeOutbox records what it is given; err makes Put fail.
 type fakeOutbox struct {
 	mu           sync.Mutex
-	actions      []Action
+	actions      []outbox.Action
 	seen         map[string]bool
 	err          error
 	unauthorized bool
-	put          chan Action // receives every action stored, if not nil
+	put          chan outbox.Action // receives every action stored, if not nil
 }
 
-func (f *fakeOutbox) Put(a Action) (bool, error) {
+func (f *fakeOutbox) Put(_ context.Context, a outbox.Action) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -138,47 +70,31 @@ func (f *fakeOutbox) Unauthorized() bool {
 	return f.unauthorized
 }
 
-func (f *fakeOutbox) Actions() []Action {
+func (f *fakeOutbox) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+
+func (f *fakeOutbox) Stats(context.Context) (outbox.Stats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return outbox.Stats{Depth: len(f.actions)}, nil
+}
+
+func (f *fakeOutbox) Ready() error { return nil }
+
+func (f *fakeOutbox) Close() error { return nil }
+
+func (f *fakeOutbox) Actions() []outbox.Action {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.actions)
 }
 
-// logBuffer collects log output safely across goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// logBuffer is testkit's, with the lookup these tests use.
+type logBuffer struct{ testkit.LogBuffer }
 
 // lines returns the JSON log records whose msg is msg.
 func (l *logBuffer) lines(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line %q is not JSON: %v", line, err)
-		}
-		if rec["msg"] == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
+	return l.Records(msg)
 }
 
 // harness is a callback server on loopback TCP with real rules and a fake outbox.
@@ -198,7 +114,7 @@ func newHarness(t testing.TB, configure ...func(*Options)) *harness {
 	t.Helper()
 	h := &harness{outbox: &fakeOutbox{}, log: &logBuffer{}, registry: prometheus.NewRegistry(), token: testToken}
 	h.rulesFile = filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(h.rulesFile, []byte(testRules), 0o644); err != nil {
+	if err := os.WriteFile(h.rulesFile, []byte(testkit.Rules(t, "server")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewJSONHandler(h.log, nil))
@@ -222,7 +138,7 @@ func newHarness(t testing.TB, configure ...func(*Options)) *harness {
 		f(&o)
 	}
 	h.token = o.AuthToken
-	h.handler = New(o)
+	h.handler = New(o).Callbacks()
 	h.srv = httptest.NewServer(h.handler)
 	t.Cleanup(h.srv.Close)
 	return h
@@ -236,7 +152,7 @@ func (h *harness) post(t *testing.T, path string, params url.Values) *http.Respo
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set(SignatureHeader, sign(h.token, h.srv.URL+path, params))
+	req.Header.Set(SignatureHeader, testkit.Sign(h.token, h.srv.URL+path, params))
 	return h.do(t, req)
 }
 
@@ -303,15 +219,6 @@ func newRecorder(h http.Handler, method, target string) *httptest.ResponseRecord
 	return rec
 }
 
-// eventually polls cond until it holds or ten seconds pass: for what a handler does after
-// its answer has been read.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+// eventually polls cond until it holds: for what a handler does after its answer has been
+// read.
+func eventually(t *testing.T, what string, cond func() bool) { testkit.Eventually(t, what, cond) }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/reservist/reservist/engine"
+	"github.com/reservist/reservist/internal/testkit"
 )
 
 // Options.Observe sees every authentic callback once, with its decision, and nothing that
@@ -41,7 +42,7 @@ func TestCallbackObserve(t *testing.T) {
 	req, _ = http.NewRequest("PUT", h.srv.URL+"/assignment_callback", nil)
 	wantError(t, h.do(t, req), 405)
 	req, _ = http.NewRequest("POST", h.srv.URL+"/assignment_callback", strings.NewReader("x"))
-	req.Header.Set(SignatureHeader, sign(h.token, h.srv.URL+"/assignment_callback", nil))
+	req.Header.Set(SignatureHeader, testkit.Sign(h.token, h.srv.URL+"/assignment_callback", nil))
 	wantError(t, h.do(t, req), 400)
 
 	mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/reservist/reservist/internal/testkit"
 	"github.com/twilio/twilio-go/client"
 )
 
@@ -101,8 +102,8 @@ func TestSignAgreesWithPublishedVector(t *testing.T) {
 		"Digits": {"1234"}, "To": {"+18005551212"}, "From": {"+14158675310"},
 		"Caller": {"+14158675310"}, "CallSid": {"CA1234567890ABCDE"},
 	}
-	if got, want := sign("12345", "https://example.com/myapp.php?foo=1&bar=2", params), "L/OH5YylLD5NRKLltdqwSvS0BnU="; got != want {
-		t.Fatalf("sign(docs example) = %q; want %q", got, want)
+	if got, want := testkit.Sign("12345", "https://example.com/myapp.php?foo=1&bar=2", params), "L/OH5YylLD5NRKLltdqwSvS0BnU="; got != want {
+		t.Fatalf("testkit.Sign(docs example) = %q; want %q", got, want)
 	}
 }
 
@@ -162,7 +163,7 @@ func FuzzValidatorAgreesWithTwilioGo(f *testing.F) {
 		with, without := portVariants(rawURL)
 		ref := client.NewRequestValidator(token)
 		v := NewValidator(token)
-		for _, s := range []string{sig, sign(token, rawURL, params), sign(token, with, params), sign(token, without, params)} {
+		for _, s := range []string{sig, testkit.Sign(token, rawURL, params), testkit.Sign(token, with, params), testkit.Sign(token, without, params)} {
 			if got, want := v.Valid(rawURL, params, s), ref.Validate(rawURL, first, s); got != want {
 				t.Fatalf("Valid(%q, %q, %q) = %v; twilio-go says %v", rawURL, form, s, got, want)
 			}
@@ -211,11 +212,11 @@ func TestValidatorParameterNamesChange(t *testing.T) {
 	}
 	for round := range 3 {
 		for i, p := range sets {
-			if !v.Valid(u, p, sign(testToken, u, p)) {
+			if !v.Valid(u, p, testkit.Sign(testToken, u, p)) {
 				t.Errorf("round %d, set %d: Valid(its own signature) = false", round, i)
 			}
 			other := sets[(i+1)%len(sets)]
-			if v.Valid(u, p, sign(testToken, u, other)) {
+			if v.Valid(u, p, testkit.Sign(testToken, u, other)) {
 				t.Errorf("round %d, set %d: Valid(the next set's signature) = true", round, i)
 			}
 		}

@@ -35,7 +35,7 @@ func FromDecision(d *engine.Decision) *Golden {
 	g := &Golden{Rule: d.Rule, Response: json.RawMessage(d.Response())}
 	if d.REST() {
 		g.REST = &REST{Delay: d.Delay().String(), Params: map[string]any{}}
-		for k, vs := range d.RESTParams() {
+		for k, vs := range d.Params().Form() {
 			if len(vs) == 1 {
 				g.REST.Params[k] = vs[0]
 			} else {

@@ -10,7 +10,7 @@ import (
 
 // sameAsEncodingJSON checks that Append writes valid JSON that reads back as the string
 // encoding/json's own encoding of s reads back as (invalid UTF-8 becoming U+FFFD). The
-// bytes are slog's, which server/logbuf's tests compare with slog itself.
+// bytes are slog's, which internal/logbuf's tests compare with slog itself.
 func sameAsEncodingJSON(t *testing.T, s string) {
 	var want, got string
 	enc, err := json.Marshal(s)

@@ -14,7 +14,9 @@ import (
 
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/cases"
+	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/rules"
+	"github.com/reservist/reservist/server/internal/respond"
 )
 
 // callbackInput is a callback as the page or a script sends it: a raw form body, or the
@@ -34,11 +36,11 @@ func (c *callbackInput) given() bool { return c.Form != nil || c.Params != nil }
 func (c *callbackInput) values() (url.Values, error) {
 	switch {
 	case c.Form != nil && c.Params != nil:
-		return nil, badRequest("give the callback as form or as params, not both")
+		return nil, respond.BadRequest("give the callback as form or as params, not both")
 	case c.Form != nil:
 		v, err := url.ParseQuery(strings.TrimSpace(*c.Form))
 		if err != nil {
-			return nil, badRequest(fmt.Sprintf("form is not a form body (name=value&…): %v", err))
+			return nil, respond.BadRequest("form is not a form body (name=value&…): %v", err)
 		}
 		return v, nil
 	case c.Params != nil:
@@ -46,13 +48,13 @@ func (c *callbackInput) values() (url.Values, error) {
 		for k, raw := range c.Params {
 			s, err := paramValue(raw)
 			if err != nil {
-				return nil, badRequest(fmt.Sprintf("params.%s: %v", k, err))
+				return nil, respond.BadRequest("params.%s: %v", k, err)
 			}
 			v.Set(k, s)
 		}
 		return v, nil
 	}
-	return nil, badRequest("no callback: give form (a raw form body) or params (an object of callback parameters)")
+	return nil, respond.BadRequest("no callback: give form (a raw form body) or params (an object of callback parameters)")
 }
 
 // paramValue reads one of params' values as the text of a form parameter.
@@ -112,7 +114,7 @@ func newDecision(d *engine.Decision) decision {
 
 // handleDecide decides a callback with the active rules, as a callback would be, without
 // counting it, logging it or sending anything.
-func handleDecide(rs Rules) http.Handler {
+func handleDecide(rs reload.Source) http.Handler {
 	type request struct {
 		callbackInput
 	}
@@ -123,16 +125,16 @@ func handleDecide(rs Rules) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
 		if err := readJSON(r, &req, "form, params"); err != nil {
-			respondError(w, err)
+			respond.Err(w, err)
 			return
 		}
 		params, err := req.values()
 		if err != nil {
-			respondError(w, err)
+			respond.Err(w, err)
 			return
 		}
 		cur := rs.Current()
-		respond(w, http.StatusOK, response{Revision: cur.Revision(), decision: newDecision(cur.Engine.Explain(params))})
+		respond.JSON(w, http.StatusOK, response{Revision: cur.Revision(), decision: newDecision(cur.Engine.Explain(params))})
 	})
 }
 
@@ -189,7 +191,7 @@ type caseReport struct {
 // handleDraft tries a draft of rules.yaml: every error with its line and column, or what it
 // would decide for the callback given and for the golden cases, beside what the active
 // rules decide. Nothing is swapped in.
-func handleDraft(rs Rules, dirs []string, slots chan struct{}) http.Handler {
+func handleDraft(rs reload.Source, dirs []string, slots chan struct{}) http.Handler {
 	type request struct {
 		Rules *string `json:"rules"`
 		callbackInput
@@ -210,18 +212,18 @@ func handleDraft(rs Rules, dirs []string, slots chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
 		if err := readJSON(r, &req, "rules, form, params"); err != nil {
-			respondError(w, err)
+			respond.Err(w, err)
 			return
 		}
 		if req.Rules == nil {
-			respondError(w, badRequest("rules is required: the draft rules.yaml, as a string"))
+			respond.Err(w, respond.BadRequest("rules is required: the draft rules.yaml, as a string"))
 			return
 		}
 		var params url.Values
 		if req.given() {
 			var err error
 			if params, err = req.values(); err != nil {
-				respondError(w, err)
+				respond.Err(w, err)
 				return
 			}
 		}
@@ -244,7 +246,7 @@ func handleDraft(rs Rules, dirs []string, slots chan struct{}) http.Handler {
 				errs = rules.Errors{{File: name, Pos: rules.Pos{Line: 1, Col: 1}, Msg: err.Error()}}
 			}
 			lines, ds := diagnostics(errs)
-			respond(w, http.StatusUnprocessableEntity, invalid{
+			respond.JSON(w, http.StatusUnprocessableEntity, invalid{
 				Error:  fmt.Sprintf("the draft is not valid (%d %s); nothing was changed", len(errs), plural(len(errs), "error", "errors")),
 				Errors: lines, Diagnostics: ds,
 			})
@@ -264,7 +266,7 @@ func handleDraft(rs Rules, dirs []string, slots chan struct{}) http.Handler {
 		if len(dirs) > 0 {
 			out.Cases = compareCases(cur.Engine, draft, dirs)
 		}
-		respond(w, http.StatusOK, out)
+		respond.JSON(w, http.StatusOK, out)
 	})
 }
 
@@ -331,7 +333,7 @@ func readJSON(r *http.Request, v any, fields string) error {
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
-		return badRequest("the body could not be read")
+		return respond.BadRequest("the body could not be read")
 	}
 	if len(data) > maxBody {
 		return errTooLarge
@@ -342,10 +344,10 @@ func readJSON(r *http.Request, v any, fields string) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return badRequest(jsonProblem(err, fields))
+		return respond.BadRequest("%s", jsonProblem(err, fields))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("the body must be one JSON object, with nothing after it")
+		return respond.BadRequest("the body must be one JSON object, with nothing after it")
 	}
 	return nil
 }

@@ -11,7 +11,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/reservist/reservist/server/reload"
+	"github.com/reservist/reservist/rules"
+	"github.com/reservist/reservist/server/internal/respond"
 )
 
 var page = template.Must(template.New("index.html").Funcs(template.FuncMap{
@@ -69,7 +70,7 @@ func handlePage(o Options) http.Handler {
 			CaseDirs: o.CaseDirs,
 		}
 		if st.LastError != nil {
-			d.LastError = reload.ErrorLines(st.LastError)
+			d.LastError = rules.ErrorLines(st.LastError)
 		}
 		for _, rule := range set.Rules {
 			d.Rules = append(d.Rules, ruleRow{
@@ -89,7 +90,7 @@ func handlePage(o Options) http.Handler {
 		var b bytes.Buffer
 		if err := page.Execute(&b, d); err != nil {
 			o.Logger.Error("playground page failed to render", "error", err)
-			respondError(w, errInternal)
+			respond.Err(w, respond.ErrInternal)
 			return
 		}
 		h := w.Header()

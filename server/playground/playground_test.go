@@ -1,7 +1,6 @@
-package playground
+package playground_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,11 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/reservist/reservist/engine/cases"
-	"github.com/reservist/reservist/server/reload"
+	"github.com/reservist/reservist/engine/reload"
+	"github.com/reservist/reservist/internal/testkit"
+	"github.com/reservist/reservist/server"
+	"github.com/reservist/reservist/server/playground"
 )
 
 // The repository's example suite: rules and golden cases.
@@ -31,42 +33,30 @@ const (
 	chatRuleSMS = `when: task.attributes.channel in ["sms"]`
 )
 
-// logBuffer collects log output safely across goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// maxBody is the playground's bound on a request body: 1 MiB.
+const maxBody = 1 << 20
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// logBuffer is testkit's log buffer.
+type logBuffer = testkit.LogBuffer
 
 type harness struct {
 	srv       *httptest.Server
 	rules     *reload.Reloader
 	rulesFile string
-	recent    *Recent
+	recent    *playground.Recent
 	log       *logBuffer
 	example   string
 }
 
 // newHarness serves the playground over the example rules (copied, so that tests can break
 // them) with the example cases as --reload-cases.
-func newHarness(t *testing.T, configure ...func(*Options)) *harness {
+func newHarness(t *testing.T, configure ...func(*playground.Options)) *harness {
 	t.Helper()
 	data, err := os.ReadFile(exampleRules)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{log: &logBuffer{}, recent: NewRecent(), example: string(data)}
+	h := &harness{log: &logBuffer{}, recent: playground.NewRecent(), example: string(data)}
 	if !strings.Contains(h.example, chatRule) {
 		t.Fatal("the example rules changed; update chatRule")
 	}
@@ -78,19 +68,18 @@ func newHarness(t *testing.T, configure ...func(*Options)) *harness {
 	if h.rules, err = reload.New(h.rulesFile, reload.Options{Logger: logger}); err != nil {
 		t.Fatal(err)
 	}
-	o := Options{
+	o := playground.Options{
 		Rules:    h.rules,
 		Recent:   h.recent,
 		CaseDirs: []string{exampleCases},
 		Logger:   logger,
-		Next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(http.StatusTeapot) // the admin routes, as far as these tests go
-		}),
 	}
 	for _, f := range configure {
 		f(&o)
 	}
-	h.srv = httptest.NewServer(New(o))
+	// The playground as the admin listener serves it.
+	srv := server.New(server.Options{Rules: h.rules, Logger: logger, Playground: playground.New(o), Gatherer: prometheus.NewRegistry()})
+	h.srv = httptest.NewServer(srv.Admin())
 	t.Cleanup(h.srv.Close)
 	return h
 }
@@ -305,7 +294,7 @@ func TestHostileInput(t *testing.T) {
 
 // A big but valid draft is tried, not refused: the bound is the body's size.
 func TestDraftBig(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.CaseDirs = nil })
+	h := newHarness(t, func(o *playground.Options) { o.CaseDirs = nil })
 	var b strings.Builder
 	b.WriteString("version: 1\nrules:\n")
 	for i := 0; b.Len() < maxBody*9/10; i++ { // JSON adds a byte per newline
@@ -409,12 +398,12 @@ func TestDraftCompares(t *testing.T) {
 // Without --reload-cases there is nothing to compare but the callback; with a directory
 // that cannot be read the draft is still tried and the page says why.
 func TestDraftCaseDirs(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.CaseDirs = nil })
+	h := newHarness(t, func(o *playground.Options) { o.CaseDirs = nil })
 	_, got := h.post(t, "/draft", mustJSON(map[string]any{"rules": h.example}))
 	if _, ok := got["cases"]; ok {
 		t.Errorf("cases = %v without --reload-cases; want none", got["cases"])
 	}
-	h = newHarness(t, func(o *Options) { o.CaseDirs = []string{filepath.Join(t.TempDir(), "missing")} })
+	h = newHarness(t, func(o *playground.Options) { o.CaseDirs = []string{filepath.Join(t.TempDir(), "missing")} })
 	status, got := h.post(t, "/draft", mustJSON(map[string]any{"rules": h.example}))
 	if cs, _ := got["cases"].(map[string]any); status != 200 || cs == nil || !strings.Contains(fmt.Sprint(cs["error"]), "cannot be read") {
 		t.Errorf("POST /draft with a missing case dir = %d %v; want 200 saying the cases cannot be read", status, got)
@@ -505,14 +494,14 @@ func TestStaticAndFallThrough(t *testing.T) {
 			t.Errorf("GET %s = %d %s; want 200 %s", path, resp.StatusCode, resp.Header.Get("Content-Type"), want)
 		}
 	}
-	for _, path := range []string{"/metrics", "/rules", "/-/reload", "/nope"} {
+	for path, want := range map[string]int{"/metrics": 200, "/rules": 200, "/-/reload": 405, "/nope": 404} {
 		resp, err := h.srv.Client().Get(h.srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusTeapot {
-			t.Errorf("GET %s = %d; want it passed to the admin routes", path, resp.StatusCode)
+		if resp.StatusCode != want {
+			t.Errorf("GET %s = %d; want %d from the admin routes beside the playground", path, resp.StatusCode, want)
 		}
 	}
 }
@@ -538,56 +527,18 @@ func TestLocalOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusTeapot {
-		t.Errorf("GET /metrics with Host prometheus.svc = %d; want it passed on", resp.StatusCode)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /metrics with Host prometheus.svc = %d; want 200", resp.StatusCode)
 	}
 }
 
-func TestRecent(t *testing.T) {
-	r := NewRecent()
-	for i := range RecentMax + 7 {
-		r.Observe(url.Values{"ReservationSid": {fmt.Sprintf("WR%032d", i)}, "TaskAttributes": {"{}"}}, nil)
-	}
-	got := r.List()
-	if len(got) != RecentMax {
-		t.Fatalf("%d kept; want %d", len(got), RecentMax)
-	}
-	if got[0].ReservationSid != fmt.Sprintf("WR%032d", RecentMax+6) || got[RecentMax-1].ReservationSid != fmt.Sprintf("WR%032d", 7) {
-		t.Errorf("kept %s … %s; want the newest first, the oldest dropped", got[0].ReservationSid, got[RecentMax-1].ReservationSid)
-	}
-	if got[0].Form != "ReservationSid=WR00000000000000000000000000000056&TaskAttributes=%7B%7D" {
-		t.Errorf("form = %s", got[0].Form)
-	}
-
-	// Big callbacks are bounded by bytes as well as by count.
-	big := strings.Repeat("x", 1<<20)
-	for range 6 {
-		r.Observe(url.Values{"TaskAttributes": {big}}, nil)
-	}
-	total := 0
-	for _, c := range r.List() {
-		total += len(c.Form)
-	}
-	if total > recentBytes*2 { // the form encoding of x is x: the bound is on the raw bytes
-		t.Errorf("recent callbacks hold %d bytes; want at most about %d", total, recentBytes)
-	}
-	if n := len(r.List()); n != 3 {
-		t.Errorf("%d kept after six 1 MiB callbacks; want 3 within %d bytes", n, recentBytes)
-	}
-
-	h := newHarness(t, func(o *Options) { o.Recent, o.RecentOff = nil, "not on loopback" })
+// Without a Recent, /recent says why none are kept.
+func TestRecentOff(t *testing.T) {
+	h := newHarness(t, func(o *playground.Options) { o.Recent, o.RecentOff = nil, "not on loopback" })
 	_, list := h.post(t, "/decide", `{"form": ""}`) // decided, but a playground decision is no callback received
 	_ = list
 	req, _ := http.NewRequest("GET", h.srv.URL+"/recent", nil)
 	if _, got := h.do(t, req); got["kept"] != false || got["why"] != "not on loopback" || mustJSON(got["callbacks"]) != "[]" {
 		t.Errorf("GET /recent without a Recent = %v", got)
-	}
-}
-
-func BenchmarkRecentObserve(b *testing.B) {
-	r := NewRecent()
-	p := url.Values{"ReservationSid": {"WR0123456789abcdef0123456789abcdef"}, "TaskAttributes": {`{"channel":"chat"}`}, "WorkerAttributes": {`{}`}}
-	for b.Loop() {
-		r.Observe(p, nil)
 	}
 }

@@ -1,0 +1,86 @@
+// Package outbox carries out assignment decisions through the TaskRouter Reservations REST
+// API: an Action is stored durably before the callback is answered, then sent once its delay
+// has passed, retried until the reservation's deadline, and never queued twice for one
+// reservation (docs/outbox.md).
+//
+// This package holds what both backends share, so that they mean the same: the Action, the
+// Outbox interface, the Carrier that makes one attempt and decides what follows from its
+// answer, and the metrics. The backends are in outbox/boltdb (one process, a file) and
+// outbox/postgres (every replica, one database).
+package outbox
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Outbox keeps actions until they are carried out. Its methods are safe for concurrent use.
+type Outbox interface {
+	// Put stores a durably before it returns. queued is false, and nothing changes, when an
+	// action for the same ReservationSid is known already: pending, or finished and not yet
+	// past its deadline. When ctx ends first Put fails, and the caller must answer the
+	// callback as if the outbox could not be written.
+	Put(ctx context.Context, a Action) (queued bool, err error)
+	// Run carries out due actions until ctx is done, then gives the calls in flight a
+	// bounded time to finish and returns. What it did not carry out stays stored.
+	Run(ctx context.Context) error
+	// Stats says how much is pending, for the metrics.
+	Stats(ctx context.Context) (Stats, error)
+	// Ready is nil while Put can store actions, else why it cannot.
+	Ready() error
+	// Unauthorized reports whether TaskRouter refused the REST credentials (401 or 403).
+	Unauthorized() bool
+	// Close stops Run and releases the store; pending actions stay stored.
+	Close() error
+}
+
+// Stats describe what an outbox holds.
+type Stats struct {
+	Depth  int       // pending actions, waiting or in flight
+	Oldest time.Time // when the oldest pending action was received; zero when none is
+}
+
+// Sender carries an action out, typically with twilio-go.
+//
+// An error that is or wraps an *HTTPError is judged by its status and Twilio code (see
+// Judge); one wrapping ErrInvalidParams is final; any other error is taken for a network
+// error and retried.
+type Sender interface {
+	Send(ctx context.Context, a Action) error
+}
+
+// Clock is the outbox's source of time. Tests replace it to run delays and backoff without
+// waiting for real time to pass.
+//
+// Only a backend's scheduler calls After, for the time until the next action is due, with at
+// most one such wait outstanding, abandoned when it is woken for another reason. So a test
+// clock may advance its time by d and fire at once: that skips exactly the time the outbox
+// would have slept.
+type Clock interface {
+	Now() time.Time
+	// After is time.After: the channel receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+// RealClock is the wall clock.
+type RealClock struct{}
+
+// Now is time.Now.
+func (RealClock) Now() time.Time { return time.Now() }
+
+// After is time.After.
+func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Defaults shared by the backends.
+const (
+	// DefaultConcurrency is --rest-concurrency's default: REST calls in flight at once.
+	DefaultConcurrency = 8
+	// DefaultDrain is how long Run lets calls in flight finish once it is stopped. A call cut
+	// off may have reached TaskRouter already: sent again later, it is refused as no longer
+	// pending.
+	DefaultDrain = 5 * time.Second
+)
+
+// ErrClosed is returned by Put and Run after Close.
+var ErrClosed = errors.New("outbox: closed")

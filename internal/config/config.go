@@ -1,0 +1,243 @@
+// Package config is the serve command's configuration: its flags, the RESERVIST_*
+// variables that stand in for them, their defaults, and Twilio's credentials, read and
+// checked as a whole.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/reservist/reservist/engine/cases"
+	"github.com/reservist/reservist/engine/outbox"
+	"github.com/reservist/reservist/engine/taskrouter"
+	"github.com/reservist/reservist/internal/cli"
+)
+
+// Serve is the serve command's configuration: flags over RESERVIST_* variables over
+// defaults, and Twilio's own credential variables.
+type Serve struct {
+	Rules                 string
+	Listen                string
+	CallbackPaths         []string
+	AdminListen           string // "" when --admin-listen off
+	PublicURL             *url.URL
+	StateDir              string
+	ReservationTimeout    time.Duration
+	ResponseBudget        time.Duration
+	RESTConcurrency       int
+	TwilioBaseURL         string
+	ReloadPoll            time.Duration
+	ReloadCases           []string
+	InsecureSkipSignature bool
+	LogFormat             string
+	CaptureDir            string   // "" when capture is off
+	CaptureRedact         []string // attribute keys, one per entry
+	CaptureMax            int
+
+	Credentials taskrouter.Credentials
+
+	// Warnings are logged once the logger exists: they do not stop the start.
+	Warnings []string
+}
+
+// ParseServe reads serve's flags, then fills every flag not given from its
+// RESERVIST_* variable (a repeatable flag's holds a comma-separated list), then checks the
+// whole. Errors are usage errors (exit 2) and name the flag or variable at fault.
+func ParseServe(args []string, getenv func(string) string, stderr io.Writer) (*Serve, error) {
+	c := &Serve{}
+	var (
+		paths       = &cli.List{Values: []string{"/assignment_callback"}}
+		caseDirs    = &cli.List{}
+		redact      = &cli.List{}
+		publicURL   string
+		adminListen string
+	)
+	fs := flag.NewFlagSet("reservist serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Rules, "rules", "rules.yaml", "the rules `file`")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "callback listener `address`")
+	fs.Var(paths, "callback-path", "`path` TaskRouter calls; repeatable")
+	fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:9090", "admin listener `address` (metrics, reload, rules status); off disables it")
+	fs.StringVar(&publicURL, "public-url", "", "scheme://host[:port] `URL` TaskRouter uses to reach reservist, for signature checks behind proxies (default: the request's own)")
+	fs.StringVar(&c.StateDir, "state-dir", ".reservist", "`directory` where the REST outbox keeps pending actions (created if missing)")
+	fs.DurationVar(&c.ReservationTimeout, "reservation-timeout", 120*time.Second, "the Workflow's TaskReservationTimeout: REST actions are abandoned after it")
+	fs.DurationVar(&c.ResponseBudget, "response-budget", 3*time.Second, "longest a callback may take before reservist answers {} and finishes by REST")
+	fs.IntVar(&c.RESTConcurrency, "rest-concurrency", outbox.DefaultConcurrency, "REST calls in flight at once")
+	fs.StringVar(&c.TwilioBaseURL, "twilio-base-url", taskrouter.DefaultBaseURL, "`URL` where REST calls go (tests, egress proxies)")
+	fs.DurationVar(&c.ReloadPoll, "reload-poll", 30*time.Second, "checksum poll of the rules file, besides file-system events; 0 disables")
+	fs.Var(caseDirs, "reload-cases", "golden-case `directory` a new rules file must pass before it replaces the serving one; repeatable")
+	fs.BoolVar(&c.InsecureSkipSignature, "insecure-skip-signature", false, "accept unsigned callbacks on a non-loopback listener (never in production)")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "log `format`: json or text")
+	fs.StringVar(&c.CaptureDir, "capture-dir", "", "write each authentic callback to this `directory` as a .form golden case (off by default)")
+	fs.Var(redact, "capture-redact", "attribute `keys` whose values capture replaces, in TaskAttributes and WorkerAttributes at any depth; comma-separated, repeatable")
+	fs.IntVar(&c.CaptureMax, "capture-max", cases.DefaultCaptureMax, "capture stops writing while --capture-dir holds this many .form files")
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + cli.EnvName(f.Name) + ")" })
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: reservist serve [flags]
+
+Runs the callback server. Flags win over their RESERVIST_* variables; a repeatable flag's
+variable is a comma-separated list. Twilio credentials come from TWILIO_ACCOUNT_SID with
+TWILIO_AUTH_TOKEN (which also checks callback signatures) and optionally TWILIO_API_KEY +
+TWILIO_API_SECRET for REST calls.
+
+`)
+		fs.PrintDefaults()
+	}
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, cli.Exit(cli.OK, nil)
+		}
+		return nil, cli.Exit(cli.Usage, nil) // the flag package has said what is wrong
+	}
+	if fs.NArg() > 0 {
+		return nil, cli.Exit(cli.Usage, fmt.Errorf("serve takes no arguments, got %q", fs.Args()))
+	}
+
+	if err := cli.FromEnv(fs, getenv); err != nil {
+		return nil, cli.Exit(cli.Usage, err)
+	}
+	var errs []error
+
+	c.CallbackPaths, c.ReloadCases = paths.Values, caseDirs.Values
+	for _, v := range redact.Values {
+		c.CaptureRedact = append(c.CaptureRedact, cli.SplitList(v)...)
+	}
+	if adminListen != "off" {
+		c.AdminListen = adminListen
+	}
+	if publicURL != "" {
+		u, err := ParsePublicURL(publicURL)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.PublicURL = u
+	}
+	creds, err := taskrouter.FromEnv(getenv)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Credentials = creds
+	errs = append(errs, c.check()...)
+	if len(errs) > 0 {
+		return nil, cli.Exit(cli.Usage, errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// check validates values that each parsed but may not make sense.
+func (c *Serve) check() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	loopback, err := IsLoopback(c.Listen)
+	if err != nil {
+		bad("--listen %q: %v", c.Listen, err)
+	}
+	if c.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			bad("--admin-listen %q: %v (or off)", c.AdminListen, err)
+		}
+	}
+	seen := map[string]bool{}
+	paths := c.CallbackPaths[:0:0]
+	for _, p := range c.CallbackPaths {
+		if err := checkCallbackPath(p); err != nil {
+			bad("--callback-path %q: %v", p, err)
+		}
+		if !seen[p] {
+			seen[p] = true
+			paths = append(paths, p)
+		}
+	}
+	c.CallbackPaths = paths
+	if len(paths) == 0 {
+		bad("--callback-path: at least one path is needed")
+	}
+	if c.StateDir == "" {
+		bad("--state-dir must not be empty")
+	}
+	// TaskRouter's TaskReservationTimeout is at most 86,400 s.
+	if c.ReservationTimeout <= 0 || c.ReservationTimeout > 24*time.Hour {
+		bad("--reservation-timeout %v: must be more than 0 and at most 24h, like the Workflow's TaskReservationTimeout", c.ReservationTimeout)
+	}
+	if c.ResponseBudget <= 0 {
+		bad("--response-budget %v: must be more than 0", c.ResponseBudget)
+	} else if c.ResponseBudget >= 5*time.Second {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("--response-budget %v is not under TaskRouter's 5s callback deadline: late decisions will reach TaskRouter as timeouts, not as {}", c.ResponseBudget))
+	}
+	if c.RESTConcurrency < 1 {
+		bad("--rest-concurrency %d: must be at least 1", c.RESTConcurrency)
+	}
+	if u, err := url.Parse(c.TwilioBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("--twilio-base-url %q: must be an absolute http(s) URL", c.TwilioBaseURL)
+	}
+	if c.ReloadPoll < 0 {
+		bad("--reload-poll %v: must be 0 (off) or more", c.ReloadPoll)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("--log-format %q: must be json or text", c.LogFormat)
+	}
+	if c.CaptureMax < 1 {
+		bad("--capture-max %d: must be at least 1", c.CaptureMax)
+	}
+
+	if c.Credentials.AuthToken == "" && err == nil && !loopback && !c.InsecureSkipSignature {
+		bad("TWILIO_AUTH_TOKEN is not set, so callbacks cannot be checked for Twilio's signature, and --listen %s is not a loopback address: set TWILIO_AUTH_TOKEN (or listen on 127.0.0.1, or pass --insecure-skip-signature, never in production)", c.Listen)
+	}
+	return errs
+}
+
+// isLoopback reports whether a listen address is on a loopback interface only. An empty
+// host listens on every interface.
+func IsLoopback(addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, err
+	}
+	if host == "localhost" {
+		return true, nil
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback(), nil
+}
+
+// reservedPaths are the callback listener's own routes.
+var reservedPaths = []string{"/", "/healthz", "/readyz"}
+
+// checkCallbackPath accepts an absolute path that the router takes literally.
+func checkCallbackPath(p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return errors.New("must start with /")
+	case strings.ContainsAny(p, "?#{}* \t\r\n"):
+		return errors.New("must be a plain path, without a query, fragment, spaces or {}*")
+	case slices.Contains(reservedPaths, p):
+		return errors.New("is one of reservist's own routes")
+	}
+	return nil
+}
+
+// parsePublicURL accepts scheme://host[:port]: the part of the callback URL before the path.
+func ParsePublicURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("--public-url %q: %v", s, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("--public-url %q: the scheme must be http or https", s)
+	case u.Host == "":
+		return nil, fmt.Errorf("--public-url %q: a host is needed, as in https://reservist.example.com", s)
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("--public-url %q: give only scheme://host[:port]; the callback path is added to it", s)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}

@@ -1,0 +1,93 @@
+package config
+
+import (
+	"io"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestPrecedence(t *testing.T) {
+	env := map[string]string{
+		"RESERVIST_RULES":                   "env.yaml",
+		"RESERVIST_LISTEN":                  "127.0.0.1:7000",
+		"RESERVIST_CALLBACK_PATH":           "/a, /b,",
+		"RESERVIST_ADMIN_LISTEN":            "off",
+		"RESERVIST_PUBLIC_URL":              "https://env.example.com/",
+		"RESERVIST_STATE_DIR":               "/var/lib/reservist",
+		"RESERVIST_RESERVATION_TIMEOUT":     "60s",
+		"RESERVIST_RESPONSE_BUDGET":         "2s",
+		"RESERVIST_REST_CONCURRENCY":        "3",
+		"RESERVIST_TWILIO_BASE_URL":         "http://proxy.example.com",
+		"RESERVIST_RELOAD_POLL":             "0",
+		"RESERVIST_RELOAD_CASES":            "cases,more",
+		"RESERVIST_INSECURE_SKIP_SIGNATURE": "true",
+		"RESERVIST_LOG_FORMAT":              "text",
+	}
+	getenv := func(k string) string { return env[k] }
+	c, err := ParseServe(nil, getenv, io.Discard)
+	if err != nil {
+		t.Fatalf("ParseServe(env only) = %v", err)
+	}
+	if c.Rules != "env.yaml" || c.Listen != "127.0.0.1:7000" || !slices.Equal(c.CallbackPaths, []string{"/a", "/b"}) ||
+		c.AdminListen != "" || c.PublicURL.String() != "https://env.example.com" || c.StateDir != "/var/lib/reservist" ||
+		c.ReservationTimeout != time.Minute || c.ResponseBudget != 2*time.Second || c.RESTConcurrency != 3 ||
+		c.TwilioBaseURL != "http://proxy.example.com" || c.ReloadPoll != 0 || !slices.Equal(c.ReloadCases, []string{"cases", "more"}) ||
+		!c.InsecureSkipSignature || c.LogFormat != "text" {
+		t.Errorf("config from the environment = %+v", c)
+	}
+
+	c, err = ParseServe([]string{
+		"--rules", "flag.yaml", "--callback-path", "/c", "--admin-listen", "127.0.0.1:9999",
+		"--response-budget", "1s", "--insecure-skip-signature=false", "--log-format", "json",
+	}, getenv, io.Discard)
+	if err != nil {
+		t.Fatalf("ParseServe(flags and env) = %v", err)
+	}
+	if c.Rules != "flag.yaml" || !slices.Equal(c.CallbackPaths, []string{"/c"}) || c.AdminListen != "127.0.0.1:9999" ||
+		c.ResponseBudget != time.Second || c.InsecureSkipSignature || c.LogFormat != "json" || c.Listen != "127.0.0.1:7000" {
+		t.Errorf("flags did not win over the environment: %+v", c)
+	}
+
+	c, err = ParseServe(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatalf("ParseServe(defaults) = %v", err)
+	}
+	if c.Rules != "rules.yaml" || c.Listen != "127.0.0.1:8080" || !slices.Equal(c.CallbackPaths, []string{"/assignment_callback"}) ||
+		c.AdminListen != "127.0.0.1:9090" || c.PublicURL != nil || c.StateDir != ".reservist" || c.ReservationTimeout != 120*time.Second ||
+		c.ResponseBudget != 3*time.Second || c.RESTConcurrency != 8 || c.TwilioBaseURL != "https://taskrouter.twilio.com" ||
+		c.ReloadPoll != 30*time.Second || c.InsecureSkipSignature || c.LogFormat != "json" {
+		t.Errorf("defaults = %+v", c)
+	}
+}
+
+func TestCapture(t *testing.T) {
+	env := map[string]string{"RESERVIST_CAPTURE_DIR": "/tmp/env", "RESERVIST_CAPTURE_REDACT": "a, b,", "RESERVIST_CAPTURE_MAX": "5"}
+	getenv := func(k string) string { return env[k] }
+	c, err := ParseServe(nil, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CaptureDir != "/tmp/env" || !slices.Equal(c.CaptureRedact, []string{"a", "b"}) || c.CaptureMax != 5 {
+		t.Errorf("capture config from the environment: dir %q redact %q max %d", c.CaptureDir, c.CaptureRedact, c.CaptureMax)
+	}
+	c, err = ParseServe([]string{"--capture-dir", "d", "--capture-redact", "x,y", "--capture-redact", "z", "--capture-max", "7"}, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CaptureDir != "d" || !slices.Equal(c.CaptureRedact, []string{"x", "y", "z"}) || c.CaptureMax != 7 {
+		t.Errorf("capture config from flags: dir %q redact %q max %d", c.CaptureDir, c.CaptureRedact, c.CaptureMax)
+	}
+	c, err = ParseServe(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CaptureDir != "" || c.CaptureRedact != nil || c.CaptureMax != 1000 {
+		t.Errorf("capture defaults: dir %q redact %q max %d; want off, none, 1000", c.CaptureDir, c.CaptureRedact, c.CaptureMax)
+	}
+	for _, bad := range []string{"0", "-1"} {
+		if _, err := ParseServe([]string{"--capture-max", bad}, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("--capture-max %s accepted", bad)
+		}
+	}
+}

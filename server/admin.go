@@ -1,0 +1,104 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/reservist/reservist/engine/outbox"
+	"github.com/reservist/reservist/engine/reload"
+	"github.com/reservist/reservist/rules"
+	"github.com/reservist/reservist/server/internal/respond"
+)
+
+func handleHealthz() http.Handler {
+	body := []byte(`{"status":"ok"}` + "\n")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		respond.Raw(w, http.StatusOK, body)
+	})
+}
+
+// handleReadyz is 200 once rules are loaded and the outbox is open. Stale rules and refused
+// REST credentials show in the body but keep it 200: synchronous answers still work.
+func handleReadyz(rs reload.Source, ob outbox.Outbox) http.Handler {
+	type readiness struct {
+		Status string `json:"status"`           // "ok" or "unavailable"
+		Rules  string `json:"rules"`            // "ok", "stale" or "not loaded"
+		Outbox string `json:"outbox,omitempty"` // "not open", or "unavailable" while it cannot store actions
+		Twilio string `json:"twilio,omitempty"` // "unauthorized" once REST calls were refused
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, status := readiness{Status: "ok", Rules: "ok"}, http.StatusOK
+		switch {
+		case rs == nil || rs.Current() == nil:
+			b.Rules = "not loaded"
+			b.Status, status = "unavailable", http.StatusServiceUnavailable
+		case rs.Status().Stale:
+			b.Rules = "stale"
+		}
+		switch {
+		case ob == nil:
+			b.Outbox = "not open"
+			b.Status, status = "unavailable", http.StatusServiceUnavailable
+		case ob.Ready() != nil:
+			b.Outbox = "unavailable"
+			b.Status, status = "unavailable", http.StatusServiceUnavailable
+		}
+		if ob != nil && ob.Unauthorized() {
+			b.Twilio = "unauthorized"
+		}
+		respond.JSON(w, status, b)
+	})
+}
+
+// handleReload reloads the rules now: 200 with the revision that serves, or 400 with every
+// error while the previous rules keep serving.
+func handleReload(rs reload.Source) http.Handler {
+	type reloaded struct {
+		Revision string `json:"revision"`
+	}
+	type failed struct {
+		Error  string   `json:"error"`
+		Errors []string `json:"errors"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := rs.Reload("api"); err != nil {
+			// The admin listener's callers are the operators who edit the file: they get
+			// every FILE:LINE:COL line.
+			respond.JSON(w, http.StatusBadRequest, failed{
+				Error:  "the rules were not reloaded; the previous rules keep serving",
+				Errors: rules.ErrorLines(err),
+			})
+			return
+		}
+		respond.JSON(w, http.StatusOK, reloaded{Revision: rs.Current().Revision()})
+	})
+}
+
+// handleRules reports what serves: the file, its revision, when it loaded, why the last
+// reload failed, and how many callbacks each rule decided.
+func handleRules(rs reload.Source) http.Handler {
+	type status struct {
+		Path          string               `json:"path"`
+		Revision      string               `json:"revision"`
+		LoadedAt      time.Time            `json:"loaded_at"`
+		Stale         bool                 `json:"stale"`
+		LastError     []string             `json:"last_error,omitempty"`
+		LastAttemptAt time.Time            `json:"last_attempt_at"`
+		Rules         []reload.RuleMatches `json:"rules"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cur, st := rs.Current(), rs.Status()
+		out := status{
+			Path:          st.Path,
+			Revision:      cur.Revision(), // of the rules counted below, even mid-reload
+			LoadedAt:      cur.LoadedAt,
+			Stale:         st.Stale,
+			LastAttemptAt: st.LastAttemptAt,
+			Rules:         cur.MatchCounts(),
+		}
+		if st.LastError != nil {
+			out.LastError = rules.ErrorLines(st.LastError)
+		}
+		respond.JSON(w, http.StatusOK, out)
+	})
+}

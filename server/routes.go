@@ -1,0 +1,59 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/reservist/reservist/server/internal/respond"
+)
+
+// Callbacks is the callback listener's handler: the callback paths, /healthz and /readyz.
+func (s *Server) Callbacks() http.Handler {
+	r := newRouter(s.o.Logger)
+	r.Get("/healthz", handleHealthz().ServeHTTP)
+	r.Get("/readyz", handleReadyz(s.o.Rules, s.o.Outbox).ServeHTTP)
+	direct := callbackFirst{paths: map[string]bool{}, callback: respond.Recoverer(s.o.Logger)(s.callback), router: r}
+	for _, p := range s.o.CallbackPaths {
+		r.Handle(p, s.callback) // every method: the handler answers 405 itself, in the order of checks
+		direct.paths[p] = true
+	}
+	return direct
+}
+
+// Admin is the admin listener's handler: metrics, reloads, the rules status and the
+// playground.
+func (s *Server) Admin() http.Handler {
+	r := newRouter(s.o.Logger)
+	if s.o.Gatherer != nil {
+		r.Handle("/metrics", s.metricsHandler())
+	}
+	r.Post("/-/reload", handleReload(s.o.Rules).ServeHTTP)
+	r.Get("/rules", handleRules(s.o.Rules).ServeHTTP)
+	if pg := s.o.Playground; pg != nil {
+		r.Group(func(r chi.Router) {
+			r.Use(localOnly, noStore)
+			r.Get("/", pg.Page().ServeHTTP)
+			r.Handle("/static/*", http.StripPrefix("/static/", pg.Static()))
+			r.Get("/recent", pg.Recent().ServeHTTP)
+			r.Post("/decide", pg.Decide().ServeHTTP)
+			r.Post("/draft", pg.Draft().ServeHTTP)
+		})
+	}
+	return r
+}
+
+// newRouter is a router whose own answers (404, 405, a panic) are JSON errors.
+func newRouter(logger *slog.Logger) chi.Router {
+	r := chi.NewRouter()
+	r.Use(respond.Recoverer(logger))
+	r.NotFound(respond.Handler(respond.ErrNotFound).ServeHTTP)
+	r.MethodNotAllowed(respond.Handler(errMethodNotAllowed).ServeHTTP)
+	return r
+}
+
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.o.Logger.Handler(), slog.LevelError)})
+}
