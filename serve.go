@@ -169,6 +169,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		component{
 			name: "callback listener",
 			open: func() error {
+				metrics := server.NewMetrics()
+				if err := metrics.Register(reg); err != nil {
+					return err
+				}
 				srv := server.New(server.Options{
 					Rules:              rl,
 					Outbox:             ob,
@@ -179,7 +183,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 					ReservationTimeout: cfg.ReservationTimeout,
 					Logger:             logger,
 					DecisionLog:        decisions,
-					Metrics:            server.NewMetrics(reg),
+					Metrics:            metrics,
 					Gatherer:           reg,
 					Playground:         bench.playground(rl, cfg, logger),
 					Observe:            bench.observe(),
@@ -262,7 +266,11 @@ func openOutbox(cfg *config.Serve, logger *slog.Logger, reg prometheus.Registere
 		}
 		sender = s
 	}
-	carrier := outbox.NewCarrier(outbox.CarrierOptions{Sender: sender, Logger: logger, Metrics: outbox.NewMetrics(reg)})
+	metrics := outbox.NewMetrics()
+	if err := metrics.Register(reg); err != nil {
+		return nil, err
+	}
+	carrier := outbox.NewCarrier(outbox.CarrierOptions{Sender: sender, Logger: logger, Metrics: metrics})
 	ob, err := boltdb.Open(cfg.StateDir, boltdb.Options{Carrier: carrier, Concurrency: cfg.RESTConcurrency})
 	if err != nil {
 		return nil, cli.Exit(cli.Runtime, fmt.Errorf("state dir %s: %w", cfg.StateDir, err))

@@ -48,7 +48,7 @@ func TestServeEveryInstruction(t *testing.T) {
 		}
 	}
 
-	// The two REST decisions reach TaskRouter with the parameters SPEC §3 names.
+	// The two REST decisions reach TaskRouter with the parameters docs/rules.md names.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	reqs, err := fake.WaitRequests(ctx, 2)

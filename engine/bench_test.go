@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/reservist/reservist/internal/testkit"
 	"github.com/reservist/reservist/rules"
 )
 
@@ -27,19 +28,12 @@ func generatedRules(n int) string {
 }
 
 func benchCallback(queue string) url.Values {
-	return url.Values{
-		"AccountSid":       {"AC0123456789abcdef0123456789abcdef"},
-		"WorkspaceSid":     {"WS0123456789abcdef0123456789abcdef"},
-		"WorkflowSid":      {"WW0123456789abcdef0123456789abcdef"},
-		"TaskQueueSid":     {"WQ0123456789abcdef0123456789abcdef"},
-		"TaskSid":          {"WT0123456789abcdef0123456789abcdef"},
-		"ReservationSid":   {"WR0123456789abcdef0123456789abcdef"},
-		"WorkerSid":        {"WK0123456789abcdef0123456789abcdef"},
-		"TaskAge":          {"30"},
-		"TaskPriority":     {"1"},
-		"TaskAttributes":   {`{"queue":"` + queue + `","call_sid":"CA0123456789abcdef0123456789abcdef","from":"+15551234567","customer":{"tier":"gold"}}`},
-		"WorkerAttributes": {`{"level":3,"contact_uri":"client:alice","skills":["support","sales"]}`},
-	}
+	p := testkit.CallbackWith(1,
+		`{"queue":"`+queue+`","call_sid":"CA0123456789abcdef0123456789abcdef","from":"+15551234567","customer":{"tier":"gold"}}`,
+		`{"level":3,"contact_uri":"client:alice","skills":["support","sales"]}`)
+	p.Set("TaskAge", "30")
+	p.Set("TaskPriority", "1")
+	return p
 }
 
 // BenchmarkDecide decides a callback that only the last of n rules matches.

@@ -22,19 +22,10 @@ func newEngine(t testing.TB, src string) *engine.Engine {
 	return engine.New(set)
 }
 
+// callback is a callback for reservation 9 with the given attributes ("-" leaves them out)
+// and extra parameters as name, value pairs.
 func callback(task, worker string, extra ...string) url.Values {
-	v := url.Values{
-		"TaskSid":        {"WT00000000000000000000000000000009"},
-		"ReservationSid": {"WR00000000000000000000000000000009"},
-		"WorkerSid":      {"WK00000000000000000000000000000009"},
-		"WorkspaceSid":   {"WS00000000000000000000000000000009"},
-	}
-	if task != "-" {
-		v.Set("TaskAttributes", task)
-	}
-	if worker != "-" {
-		v.Set("WorkerAttributes", worker)
-	}
+	v := testkit.CallbackWith(9, task, worker)
 	for i := 0; i+1 < len(extra); i += 2 {
 		v.Set(extra[i], extra[i+1])
 	}

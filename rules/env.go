@@ -1,7 +1,7 @@
 package rules
 
 // Env is what a `when` or a `${ }` template sees: the callback's parameters in typed form
-// (SPEC §3). The engine fills one per callback; expressions are type-checked against it at load.
+// (docs/rules.md). The engine fills one per callback; expressions are type-checked against it at load.
 type Env struct {
 	Task         Task              `expr:"task"`
 	Worker       Worker            `expr:"worker"`

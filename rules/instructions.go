@@ -74,8 +74,9 @@ func timeout(rest string) Field {
 	return Field{Name: "timeout", REST: rest, Kind: Int, Min: 1, Max: 999, Doc: "seconds to ring the worker (1-999)"}
 }
 
-// Instructions is the table of instructions and their fields (SPEC §3), in the order of the
-// SPEC. The validator, the answer encoder, the REST encoder and the JSON Schema all read it.
+// Instructions is the table of instructions and their fields (docs/rules.md), in the order
+// docs/rules.md lists them. The validator, the answer encoder, the REST encoder and the JSON
+// Schema all read it.
 var Instructions = []*Instruction{
 	{
 		Name:  "accept",

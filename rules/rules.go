@@ -1,5 +1,5 @@
 // Package rules reads and validates rules.yaml: the ordered rules that decide TaskRouter
-// assignment callbacks (SPEC §3). Parse compiles every expression once; the result is
+// assignment callbacks (docs/rules.md). Parse compiles every expression once; the result is
 // immutable and safe to share between goroutines. The package does no I/O beyond the bytes
 // it is handed.
 package rules

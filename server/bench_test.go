@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/internal/logbuf"
@@ -112,7 +110,7 @@ func BenchmarkRecord(b *testing.B) {
 	d := engine.New(set).Decide(callbackParams(`{"channel":"chat"}`))
 	c := newCallback(Options{
 		DecisionLog: slog.New(logbuf.NewJSONHandler(logbuf.New(io.Discard, 64<<10))),
-		Metrics:     NewMetrics(prometheus.NewRegistry()),
+		Metrics:     NewMetrics(),
 	})
 	res := result{via: rules.Response, outcome: OutcomeAnswered}
 	b.ReportAllocs()
@@ -137,7 +135,7 @@ func BenchmarkHandlerExample(b *testing.B) {
 		AuthToken:      testToken,
 		ResponseBudget: 3 * time.Second,
 		DecisionLog:    slog.New(logbuf.NewJSONHandler(logbuf.New(io.Discard, 64<<10))),
-		Metrics:        NewMetrics(prometheus.NewRegistry()),
+		Metrics:        NewMetrics(),
 	}).Callbacks()
 	params := voiceParams(b)
 	body := params.Encode()

@@ -30,14 +30,13 @@ var (
 
 // The errors a caller is told about, with their statuses.
 var (
-	errMethod           = respond.New(http.StatusMethodNotAllowed, "method not allowed: the callback takes POST (or GET)")
-	errMethodNotAllowed = respond.New(http.StatusMethodNotAllowed, "method not allowed")
-	errTooLarge         = respond.New(http.StatusRequestEntityTooLarge, "request body is over 1 MiB")
-	errNotForm          = respond.New(http.StatusBadRequest, "the body must be application/x-www-form-urlencoded")
-	errBadForm          = respond.New(http.StatusBadRequest, "the body does not parse as a form")
-	errBadQuery         = respond.New(http.StatusBadRequest, "the query string does not parse as a form")
-	errSignature        = respond.New(http.StatusForbidden, "X-Twilio-Signature is missing or does not match")
-	errUnavailable      = respond.New(http.StatusServiceUnavailable, "the decision cannot be kept for later; use the fallback URL")
+	errMethod      = respond.New(http.StatusMethodNotAllowed, "method not allowed: the callback takes POST (or GET)")
+	errTooLarge    = respond.New(http.StatusRequestEntityTooLarge, "request body is over 1 MiB")
+	errNotForm     = respond.New(http.StatusBadRequest, "the body must be application/x-www-form-urlencoded")
+	errBadForm     = respond.New(http.StatusBadRequest, "the body does not parse as a form")
+	errBadQuery    = respond.New(http.StatusBadRequest, "the query string does not parse as a form")
+	errSignature   = respond.New(http.StatusForbidden, "X-Twilio-Signature is missing or does not match")
+	errUnavailable = respond.New(http.StatusServiceUnavailable, "the decision cannot be kept for later; use the fallback URL")
 )
 
 // Reasons a decision cannot be handed to the outbox; they are logged, not answered.

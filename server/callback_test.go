@@ -160,7 +160,7 @@ func TestCallbackUnsigned(t *testing.T) {
 	wantJSON(t, h.do(t, req), 200, `{"instruction":"accept"}`)
 }
 
-// Each row of SPEC §2's bad-input table, and the order the checks go in: method, size,
+// Each row of the bad-input table (docs/http.md), and the order the checks go in: method, size,
 // form, signature.
 func TestCallbackBadInput(t *testing.T) {
 	h := newHarness(t)
@@ -643,7 +643,19 @@ func TestAdmin(t *testing.T) {
 	if !strings.Contains(rec.Body.String(), `"last_error":["`) || !strings.Contains(rec.Body.String(), `"stale":true`) {
 		t.Errorf("GET /rules after a failed reload = %s; want stale with last_error lines", rec.Body)
 	}
-	if rec := newRecorder(admin, "GET", "/-/reload"); rec.Code != 405 {
-		t.Errorf("GET /-/reload = %d; want 405", rec.Code)
+	// A 405 of the router names what the path takes, in Allow and in the message.
+	for _, tc := range []struct {
+		h             http.Handler
+		method, path  string
+		allow, saying string
+	}{
+		{admin, "GET", "/-/reload", "POST", "/-/reload takes POST"},
+		{admin, "POST", "/rules", "GET", "/rules takes GET"},
+		{h.handler, "POST", "/healthz", "GET", "/healthz takes GET"},
+	} {
+		rec := newRecorder(tc.h, tc.method, tc.path)
+		if rec.Code != 405 || rec.Header().Get("Allow") != tc.allow || !strings.Contains(rec.Body.String(), tc.saying) {
+			t.Errorf("%s %s = %d Allow %q %s; want 405 Allow %q saying %q", tc.method, tc.path, rec.Code, rec.Header().Get("Allow"), rec.Body, tc.allow, tc.saying)
+		}
 	}
 }

@@ -123,7 +123,10 @@ func newHarness(t testing.TB, configure ...func(*Options)) *harness {
 		t.Fatal(err)
 	}
 	h.rules = rl
-	h.metrics = NewMetrics(h.registry)
+	h.metrics = NewMetrics()
+	if err := h.metrics.Register(h.registry); err != nil {
+		t.Fatal(err)
+	}
 	o := Options{
 		Rules:              rl,
 		Outbox:             h.outbox,

@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Outcomes of a callback, the outcome label of reservist_callbacks_total (SPEC §6).
+// Outcomes of a callback, the outcome label of reservist_callbacks_total.
 const (
 	OutcomeAnswered    = "answered"    // an instruction was the answer
 	OutcomeDeferred    = "deferred"    // {}: defer, or the decision went to the outbox
@@ -26,9 +26,8 @@ type Metrics struct {
 	ruleErrors *prometheus.CounterVec
 }
 
-// NewMetrics creates the metrics and registers them with reg, which may be nil. Like
-// promauto, it panics if they are registered twice.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics creates the metrics; Register exposes them.
+func NewMetrics() *Metrics {
 	m := &Metrics{
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reservist_callbacks_total",
@@ -45,10 +44,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Rule conditions that failed at run time (the rule did not match), by rule.",
 		}, []string{"rule"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.callbacks, m.latency, m.ruleErrors)
-	}
 	return m
+}
+
+// Register adds the metrics to reg.
+func (m *Metrics) Register(reg prometheus.Registerer) error {
+	return registerAll(reg, m.callbacks, m.latency, m.ruleErrors)
+}
+
+// registerAll registers every collector, or none.
+func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // callbackLabels are the labels of one reservist_callbacks_total series.

@@ -3,6 +3,7 @@ package server
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -46,12 +47,26 @@ func (s *Server) Admin() http.Handler {
 }
 
 // newRouter is a router whose own answers (404, 405, a panic) are JSON errors.
-func newRouter(logger *slog.Logger) chi.Router {
+func newRouter(logger *slog.Logger) *chi.Mux {
 	r := chi.NewRouter()
 	r.Use(respond.Recoverer(logger))
 	r.NotFound(respond.Handler(respond.ErrNotFound).ServeHTTP)
-	r.MethodNotAllowed(respond.Handler(errMethodNotAllowed).ServeHTTP)
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) { methodNotAllowed(r, w, req) })
 	return r
+}
+
+// methodNotAllowed answers 405 with the methods the path takes, in the Allow header and in
+// the message.
+func methodNotAllowed(r *chi.Mux, w http.ResponseWriter, req *http.Request) {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if r.Match(chi.NewRouteContext(), m, req.URL.Path) {
+			allowed = append(allowed, m)
+		}
+	}
+	list := strings.Join(allowed, ", ")
+	w.Header().Set("Allow", list)
+	respond.Err(w, respond.New(http.StatusMethodNotAllowed, "method not allowed: "+req.URL.Path+" takes "+list))
 }
 
 func (s *Server) metricsHandler() http.Handler {

@@ -74,7 +74,7 @@ func New(o Options) *Server {
 		o.DecisionLog = o.Logger
 	}
 	if o.Metrics == nil {
-		o.Metrics = NewMetrics(nil)
+		o.Metrics = NewMetrics()
 	}
 	return &Server{o: o, callback: newCallback(o)}
 }

@@ -16,7 +16,7 @@ import (
 // SignatureHeader is the header TaskRouter signs callbacks in.
 const SignatureHeader = "X-Twilio-Signature"
 
-// Validator checks X-Twilio-Signature with an account's auth token (reference §5): HMAC-SHA1
+// Validator checks X-Twilio-Signature with an account's auth token (docs/taskrouter.md): HMAC-SHA1
 // over the URL and the POST parameters sorted by name, base64, compared in constant time.
 //
 // It is twilio-go's client.RequestValidator.Validate computed without its costs — it builds

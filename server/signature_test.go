@@ -139,7 +139,7 @@ func TestSignedURL(t *testing.T) {
 }
 
 // FuzzValidatorAgreesWithTwilioGo holds Validator to twilio-go's RequestValidator, which
-// the SPEC names, on URLs that twilio-go's own parsing leaves unchanged.
+// docs/taskrouter.md names, on URLs that twilio-go's own parsing leaves unchanged.
 func FuzzValidatorAgreesWithTwilioGo(f *testing.F) {
 	f.Add("https://mycompany.com/myapp.php?foo=1&bar=2", "Digits=1234&CallSid=CA1234567890ABCDE&Reason=Participant&ReasonConferenceEnded=test", "12345", "vOEb5UThFn24KEfnOFLQY2AE5FY=")
 	f.Add("http://mycompany.com:1234/myapp.php?foo=1&bar=2", "a=1", "12345", "")

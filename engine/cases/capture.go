@@ -1,5 +1,5 @@
 // Package capture writes incoming callbacks out as golden-case files (`.form`, a raw form
-// body, SPEC §5), so that teams can turn real traffic into test cases: capture, review, run
+// body; docs/cases.md), so that teams can turn real traffic into test cases: capture, review, run
 // `reservist test --update`, review the golden files, commit.
 //
 // Capture is a bystander on the callback path. Add only puts the callback on a bounded

@@ -1,7 +1,6 @@
 package cases
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -15,21 +14,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/reservist/reservist/engine"
+	"github.com/reservist/reservist/internal/testkit"
 	"github.com/reservist/reservist/rules"
 )
 
+// callback is a callback with one parameter more, whose characters a form must escape.
 func callback(n int, taskAttrs, workerAttrs string) url.Values {
-	return url.Values{
-		"AccountSid":       {"AC0123456789abcdef0123456789abcdef"},
-		"WorkspaceSid":     {"WS0123456789abcdef0123456789abcdef"},
-		"TaskSid":          {"WT0123456789abcdef0123456789abcdef"},
-		"TaskAge":          {"3"},
-		"TaskAttributes":   {taskAttrs},
-		"WorkerSid":        {"WK0123456789abcdef0123456789abcdef"},
-		"WorkerAttributes": {workerAttrs},
-		"ReservationSid":   {fmt.Sprintf("WR%032x", n)},
-		"Extra":            {"a&b=c d+é"}, // a parameter with characters a form must escape
-	}
+	p := testkit.CallbackWith(uint64(n), taskAttrs, workerAttrs)
+	p.Set("Extra", "a&b=c d+é")
+	return p
 }
 
 // clock is a settable time for file names and the recount interval.
@@ -52,22 +45,7 @@ func (c *clock) advance(d time.Duration) {
 }
 
 // logBuffer collects log output safely across goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer = testkit.LogBuffer
 
 func newCapturer(t *testing.T, o CaptureOptions) (*Capturer, *logBuffer) {
 	t.Helper()
@@ -219,7 +197,7 @@ func TestCaptureRedacts(t *testing.T) {
 	if got, want := cs.Params.Get("WorkerAttributes"), `{"contact_uri":"[redacted]","skills":["es"]}`; got != want {
 		t.Errorf("WorkerAttributes = %s; want %s", got, want)
 	}
-	if got := cs.Params.Get("WorkerSid"); got != "WK0123456789abcdef0123456789abcdef" {
+	if got := cs.Params.Get("WorkerSid"); got != testkit.WorkerSid {
 		t.Errorf("WorkerSid = %s; want it unchanged", got)
 	}
 }
@@ -348,13 +326,5 @@ func BenchmarkObserve(b *testing.B) {
 }
 
 // eventually polls cond until it holds or ten seconds pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+
+func eventually(t *testing.T, what string, cond func() bool) { testkit.Eventually(t, what, cond) }

@@ -1,4 +1,4 @@
-// Package cases reads golden-file cases (SPEC §5): sample callbacks kept next to the rules,
+// Package cases reads golden-file cases (docs/cases.md): sample callbacks kept next to the rules,
 // each with the decision it must get, and runs them against an engine.
 package cases
 

@@ -97,7 +97,7 @@ func NewCarrier(o CarrierOptions) *Carrier {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if c.metrics == nil {
-		c.metrics = NewMetrics(nil)
+		c.metrics = NewMetrics()
 	}
 	if c.clock == nil {
 		c.clock = RealClock{}

@@ -22,9 +22,8 @@ type Metrics struct {
 	delay prometheus.Histogram
 }
 
-// NewMetrics creates the metrics and registers them with reg, which may be nil. Like
-// promauto, it panics if they are registered twice.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics creates the metrics; Register exposes them.
+func NewMetrics() *Metrics {
 	m := &Metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reservist_rest_calls_total",
@@ -42,10 +41,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{ResultOK, ResultRetry, ResultFinalError, ResultAbandoned, ResultDryRun} {
 		m.calls.WithLabelValues(r)
 	}
-	if reg != nil {
-		reg.MustRegister(m.calls, m.delay)
-	}
 	return m
+}
+
+// Register adds the metrics to reg.
+func (m *Metrics) Register(reg prometheus.Registerer) error {
+	if err := reg.Register(m.calls); err != nil {
+		return err
+	}
+	if err := reg.Register(m.delay); err != nil {
+		reg.Unregister(m.calls)
+		return err
+	}
+	return nil
 }
 
 // count counts one attempt's outcome; Interrupted is not counted.

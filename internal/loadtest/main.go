@@ -1,6 +1,6 @@
 // Command loadtest measures reservist's callback path against a bare net/http handler and
 // Twilio's tutorial Flask handler on this machine, and prints the figures with the ratios
-// that issue 7 sets as targets. It is a manual command, not a test:
+// that README's Performance section sets as targets. It is a manual command, not a test:
 //
 //	go run ./internal/loadtest                 # about four minutes
 //	go run ./internal/loadtest -smoke          # a few seconds: checks that the runner works

@@ -37,7 +37,7 @@ func summarize(mm *measurement) *summary {
 	return s
 }
 
-// printTable prints each peer's figures, then the targets of issue 7 with the ratios.
+// printTable prints each peer's figures, then the Performance targets with the ratios.
 func printTable(w io.Writer, o options, m *machine, peers []*peer, res map[string]*measurement) {
 	sum := map[string]*summary{}
 	for name, mm := range res {
@@ -75,7 +75,7 @@ func printTable(w io.Writer, o options, m *machine, peers []*peer, res map[strin
 	}
 	tw.Flush()
 
-	fmt.Fprintln(w, "\ntargets (issue 7):")
+	fmt.Fprintln(w, "\ntargets:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, t := range targets(res) {
 		verdict := "met"
@@ -92,7 +92,7 @@ func printTable(w io.Writer, o options, m *machine, peers []*peer, res map[strin
 	tw.Flush()
 }
 
-// target is one of issue 7's targets as measured.
+// target is one of the Performance targets as measured.
 type target struct {
 	what, got, want string
 	ok, missing     bool

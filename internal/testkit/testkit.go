@@ -61,7 +61,13 @@ var (
 // with the given task attributes and a worker whose contact_uri is client:alice. Its
 // Timestamp is a fixed time, 2023-11-14T22:13:20Z.
 func Callback(n uint64, taskAttributes string) url.Values {
-	return url.Values{
+	return CallbackWith(n, taskAttributes, `{"contact_uri":"client:alice"}`)
+}
+
+// CallbackWith is Callback with the given worker attributes; "-" for either leaves that
+// parameter out.
+func CallbackWith(n uint64, taskAttributes, workerAttributes string) url.Values {
+	p := url.Values{
 		"AccountSid":       {AccountSid},
 		"WorkspaceSid":     {WorkspaceSid},
 		"WorkflowSid":      {WorkflowSid},
@@ -71,10 +77,16 @@ func Callback(n uint64, taskAttributes string) url.Values {
 		"TaskPriority":     {"0"},
 		"TaskAttributes":   {taskAttributes},
 		"WorkerSid":        {WorkerSid},
-		"WorkerAttributes": {`{"contact_uri":"client:alice"}`},
+		"WorkerAttributes": {workerAttributes},
 		"ReservationSid":   {Sid("WR", n)},
 		"Timestamp":        {"1700000000"},
 	}
+	for _, k := range []string{"TaskAttributes", "WorkerAttributes"} {
+		if p.Get(k) == "-" {
+			delete(p, k)
+		}
+	}
+	return p
 }
 
 // LogBuffer collects log output; it is safe for concurrent use.

@@ -119,10 +119,14 @@ func (h *harness) sender(token string) *taskrouter.Sender {
 func (h *harness) open(opts options) *boltdb.Outbox {
 	h.t.Helper()
 	h.reg = prometheus.NewRegistry()
+	metrics := outbox.NewMetrics()
+	if err := metrics.Register(h.reg); err != nil {
+		h.t.Fatal(err)
+	}
 	carrier := outbox.NewCarrier(outbox.CarrierOptions{
 		Sender:      opts.Sender,
 		Logger:      slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics:     outbox.NewMetrics(h.reg),
+		Metrics:     metrics,
 		Clock:       h.clock,
 		BackoffBase: opts.BackoffBase,
 		BackoffMax:  opts.BackoffMax,
