@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"path"
 	"slices"
 	"strconv"
@@ -131,8 +132,10 @@ func TestDockerfile(t *testing.T) {
 		if len(s.c.Command) > 0 || len(s.c.Args) > 0 {
 			t.Errorf("%s: the sidecar overrides the image's entrypoint %q with %q %q; configure it by env instead", dir, entry, s.c.Command, s.c.Args)
 		}
-		if u := s.c.SecurityContext.RunAsUser; u == nil || *u != uid {
-			t.Errorf("%s: runAsUser %v; the Dockerfile's USER is %d", dir, u, uid)
+		if s.c.SecurityContext == nil {
+			t.Errorf("%s: the sidecar has no securityContext", dir)
+		} else if u := s.c.SecurityContext.RunAsUser; u == nil || *u != uid {
+			t.Errorf("%s: runAsUser %s; the Dockerfile's USER is %d", dir, deref(u), uid)
 		}
 		// The callback port is one the image exposes.
 		_, listen := addrPort(t, "RESERVIST_LISTEN", s.value(t, "RESERVIST_LISTEN"))
@@ -146,4 +149,12 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 	}
+}
+
+// deref shows a pointer's value, or "unset".
+func deref[T any](p *T) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
 }

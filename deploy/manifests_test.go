@@ -252,9 +252,9 @@ func TestRestrictedPodSecurity(t *testing.T) {
 			admit(what, &pt.template.ObjectMeta, &pt.template.Spec)
 			for _, c := range allContainers(pt.template) {
 				checkContainerSecurity(t, what+": container "+c.Name, c)
-				if isReservistImage(c.Image) {
+				if isReservistImage(c.Image) && c.SecurityContext != nil {
 					if u := c.SecurityContext.RunAsUser; u == nil || *u != uid {
-						t.Errorf("%s: container %s runs the reservist image as user %v; the Dockerfile's USER is %d", what, c.Name, u, uid)
+						t.Errorf("%s: container %s runs the reservist image as user %s; the Dockerfile's USER is %d", what, c.Name, deref(u), uid)
 					}
 				}
 			}
