@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -757,21 +758,11 @@ func TestRulesConfigMap(t *testing.T) {
 		if cm == nil {
 			t.Fatalf("%s: ConfigMap %s is not in the output", dir, v.ConfigMap.Name)
 		}
-		if keys := slices.Sorted(mapKeys(cm.Data)); !slices.Equal(keys, []string{path.Base(rulesPath)}) {
+		if keys := slices.Sorted(maps.Keys(cm.Data)); !slices.Equal(keys, []string{path.Base(rulesPath)}) {
 			t.Errorf("%s: ConfigMap %s has keys %v; want %s only", dir, cm.Name, keys, path.Base(rulesPath))
 		}
 		if got := cm.Data[path.Base(rulesPath)]; got != string(want) {
 			t.Errorf("%s: ConfigMap %s: %s differs from %s", dir, cm.Name, path.Base(rulesPath), exampleRules)
-		}
-	}
-}
-
-func mapKeys[M ~map[K]V, K comparable, V any](m M) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
 		}
 	}
 }
