@@ -2,7 +2,10 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +14,8 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/reservist/reservist/internal/pgtest"
 )
 
 // TestUniqueByReservationSid: one job per ReservationSid, however many callbacks for it
@@ -119,17 +124,28 @@ func TestUniqueByReservationSid(t *testing.T) {
 
 // TestSnoozeIsNotAnAttempt: River 0.51.2 takes one back from attempt for each snooze (the
 // run is still recorded in attempted_at/attempted_by), so a job can wait out Retry-After
-// any number of times without using up its attempts; the count is kept in metadata.
+// any number of times without using up its attempts; the count is kept in metadata. What
+// the worker sets with MetadataSet before snoozing is there at the next run, which is
+// where the backend can keep its own count of tries.
 func TestSnoozeIsNotAnAttempt(t *testing.T) {
 	t.Parallel()
 	pool, _ := newDatabase(t)
-	type seen struct{ attempt, maxAttempts int }
+	type seen struct{ attempt, maxAttempts, tries int }
 	var mu sync.Mutex
 	var runs []seen
-	w := &actionWorker{run: func(_ context.Context, job *river.Job[actionArgs]) error {
+	w := &actionWorker{run: func(ctx context.Context, job *river.Job[actionArgs]) error {
+		var md struct {
+			Tries int `json:"reservist_tries"`
+		}
+		if err := json.Unmarshal(job.Metadata, &md); err != nil {
+			return err
+		}
 		mu.Lock()
 		defer mu.Unlock()
-		runs = append(runs, seen{job.Attempt, job.MaxAttempts})
+		runs = append(runs, seen{job.Attempt, job.MaxAttempts, md.Tries})
+		if err := river.MetadataSet(ctx, "reservist_tries", md.Tries+1); err != nil {
+			return err
+		}
 		if len(runs) <= 3 {
 			return river.JobSnooze(10 * time.Millisecond)
 		}
@@ -153,11 +169,18 @@ func TestSnoozeIsNotAnAttempt(t *testing.T) {
 		t.Fatalf("%d runs, want 3 snoozes and a last run", len(runs))
 	}
 	for i, r := range runs {
-		if r.attempt != 1 || r.maxAttempts != 1 {
-			t.Errorf("run %d saw attempt %d of %d, want 1 of 1", i+1, r.attempt, r.maxAttempts)
+		if r.attempt != 1 || r.maxAttempts != 1 || r.tries != i {
+			t.Errorf("run %d saw attempt %d of %d and %d tries, want 1 of 1 and %d", i+1, r.attempt, r.maxAttempts, r.tries, i)
 		}
 	}
-	if row.Attempt != 1 || row.MaxAttempts != 1 || !strings.Contains(string(row.Metadata), `"snoozes": 3`) && !strings.Contains(string(row.Metadata), `"snoozes":3`) {
+	var md struct {
+		Snoozes int `json:"snoozes"`
+		Tries   int `json:"reservist_tries"`
+	}
+	if err := json.Unmarshal(row.Metadata, &md); err != nil {
+		t.Fatal(err)
+	}
+	if row.Attempt != 1 || row.MaxAttempts != 1 || md.Snoozes != 3 || md.Tries != 4 {
 		t.Errorf("after 3 snoozes: attempt %d of %d, metadata %s", row.Attempt, row.MaxAttempts, row.Metadata)
 	}
 }
@@ -232,4 +255,81 @@ func TestJobTimeout(t *testing.T) {
 	if _, err := river.NewClient(c.Driver(), cfg); err == nil {
 		t.Error("River accepted a rescue period shorter than the job timeout")
 	}
+}
+
+// TestDatabaseRestart: River's client outlives its database. While the server is down an
+// insert fails at once (the outbox then falls back as when it cannot be written); once the
+// server is back, the same client runs the jobs stored before and inserted after, with no
+// restart of its own.
+func TestDatabaseRestart(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Start(t, pgtest.Fsync(true))
+	pool := newPool(t, srv.NewDatabase(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := migrateLocked(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan string, 8)
+	w := &actionWorker{snooze: true, run: func(_ context.Context, job *river.Job[actionArgs]) error {
+		ran <- job.Args.ReservationSid
+		return nil
+	}}
+	cfg := outboxConfig("restarted", workers(w))
+	cfg.Logger = slog.New(slog.DiscardHandler) // it logs every lost connection, as it should
+	c := newClient(t, pool, cfg)
+	insert := func(ctx context.Context, sid string, due time.Time) error {
+		_, err := c.Insert(ctx, actionArgs{ReservationSid: sid, DueAt: due}, &river.InsertOpts{UniqueOpts: uniqueForever})
+		return err
+	}
+	expect := func(sid string, within time.Duration) {
+		t.Helper()
+		select {
+		case got := <-ran:
+			if got != sid {
+				t.Fatalf("ran %s, want %s", got, sid)
+			}
+		case <-time.After(within):
+			t.Fatalf("%s did not run within %v", sid, within)
+		}
+	}
+
+	if err := insert(ctx, "WR-before", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	expect("WR-before", 10*time.Second)
+	// Stored before the stop, due while the server is down.
+	due := time.Now().Add(time.Second)
+	if err := insert(ctx, "WR-pending", due); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop(t)
+	// The server stays down until the pending job is overdue; every insert meanwhile fails.
+	failures := 0
+	for time.Now().Before(due.Add(time.Second)) {
+		downCtx, downCancel := context.WithTimeout(ctx, 5*time.Second)
+		start := time.Now()
+		err := insert(downCtx, fmt.Sprintf("WR-down-%d", failures), time.Time{})
+		downCancel()
+		if err == nil {
+			t.Fatal("an insert with the database down succeeded")
+		}
+		if failures == 0 {
+			t.Logf("with the database down, an insert failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+		failures++
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	srv.Resume(t)
+	resumed := time.Now()
+	expect("WR-pending", 30*time.Second)
+	t.Logf("the overdue job ran %v after the server was back", time.Since(resumed).Round(time.Millisecond))
+	start := time.Now()
+	if err := insert(ctx, "WR-after", time.Time{}); err != nil {
+		t.Fatalf("inserting after the restart: %v", err)
+	}
+	expect("WR-after", 30*time.Second)
+	t.Logf("a job inserted after the restart ran %v after its insert", time.Since(start).Round(time.Millisecond))
 }
