@@ -472,6 +472,14 @@ func (s *Server) killLocked() {
 		return
 	}
 	pgid := p.cmd.Process.Pid
+	select {
+	case <-p.done:
+		// It exited by itself (a failed start), taking its backends with it; its id may
+		// already belong to someone else.
+		s.proc = nil
+		return
+	default:
+	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	<-p.done
 	s.proc = nil
