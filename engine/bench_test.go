@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reservist/reservist/internal/testkit"
 	"github.com/reservist/reservist/rules"
@@ -46,13 +47,13 @@ func BenchmarkDecide(b *testing.B) {
 			}
 			e := newEngineFromSet(set)
 			params := benchCallback(fmt.Sprintf("q%d", n-1))
-			if d := e.Decide(params); d.Rule != fmt.Sprintf("r%d", n-1) {
+			if d := e.Decide(params, time.Time{}); d.Rule != fmt.Sprintf("r%d", n-1) {
 				b.Fatalf("Decide() = %s (%v); want the last rule", d.Rule, d.Err)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				e.Decide(params)
+				e.Decide(params, time.Time{})
 			}
 		})
 	}
@@ -64,6 +65,6 @@ func BenchmarkDecideExample(b *testing.B) {
 	params := benchCallback("support")
 	b.ReportAllocs()
 	for b.Loop() {
-		e.Decide(params)
+		e.Decide(params, time.Time{})
 	}
 }

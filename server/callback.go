@@ -63,6 +63,7 @@ type callback struct {
 	budgets       sync.Pool // *budget whose timer is stopped
 
 	observe func(url.Values, *engine.Decision) // Options.Observe
+	now     func() time.Time                   // Options.Now
 
 	beforeDecide func() // tests hold a decision back with it
 }
@@ -78,6 +79,7 @@ func newCallback(o Options) *callback {
 		decisions:    o.DecisionLog,
 		metrics:      o.Metrics,
 		observe:      o.Observe,
+		now:          o.Now,
 		beforeDecide: o.beforeDecide,
 	}
 	c.decisionsJSON, _ = o.DecisionLog.Handler().(*logbuf.JSONHandler)
@@ -115,9 +117,9 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.reportProblems(d)
 	var res result
 	if late {
-		res = c.handOver(d, received)
+		res = c.handOver(d)
 	} else {
-		res = c.answer(w, d, received)
+		res = c.answer(w, d)
 		answeredAt = time.Now()
 	}
 	c.record(d, res, answeredAt.Sub(received))
@@ -135,7 +137,7 @@ type result struct {
 
 // answer answers a decision that is ready in time: the instruction, or {} once the outbox
 // has stored what goes by REST.
-func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received time.Time) result {
+func (c *callback) answer(w http.ResponseWriter, d *engine.Decision) result {
 	res := result{via: d.Via(), outcome: OutcomeAnswered}
 	switch {
 	case !d.REST():
@@ -144,7 +146,7 @@ func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received ti
 			res.outcome = OutcomeDeferred
 		}
 	default:
-		queued, err := c.put(d, received)
+		queued, err := c.put(d)
 		switch {
 		case err == nil:
 			respond.Raw(w, http.StatusOK, d.Response())
@@ -172,7 +174,7 @@ func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received ti
 
 // handOver gives the outbox a decision that missed the response budget: {} is answered
 // already.
-func (c *callback) handOver(d *engine.Decision, received time.Time) result {
+func (c *callback) handOver(d *engine.Decision) result {
 	res := result{via: rules.REST, outcome: OutcomeDeferred}
 	if d.Rule == "on_error" {
 		res.outcome = OutcomeOnError
@@ -181,7 +183,7 @@ func (c *callback) handOver(d *engine.Decision, received time.Time) result {
 	case d.Instruction() == rules.Defer:
 		// {} was the decision anyway.
 	default:
-		queued, err := c.put(d, received)
+		queued, err := c.put(d)
 		if err != nil {
 			c.log.LogAttrs(context.Background(), slog.LevelError, "decision lost: it missed the response budget and the outbox refused it",
 				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
@@ -312,12 +314,12 @@ func isForm(ct string) bool {
 // did not fire are used again.
 func (c *callback) decide(w http.ResponseWriter, e *engine.Engine, params url.Values, received time.Time) (d *engine.Decision, answeredAt time.Time) {
 	if c.budget <= 0 {
-		return c.run(e, params), time.Time{}
+		return c.run(e, params, received), time.Time{}
 	}
 	left := c.budget - time.Since(received)
 	if left <= 0 { // the request itself took the budget to arrive
 		respond.Raw(w, http.StatusOK, emptyAnswer)
-		return c.run(e, params), time.Now()
+		return c.run(e, params, received), time.Now()
 	}
 	b := c.startBudget(w, left)
 	defer func() {
@@ -328,7 +330,7 @@ func (c *callback) decide(w http.ResponseWriter, e *engine.Engine, params url.Va
 			c.budgets.Put(b)
 		}
 	}()
-	return c.run(e, params), time.Time{}
+	return c.run(e, params, received), time.Time{}
 }
 
 // startBudget arms a budget for w that expires after left.
@@ -343,11 +345,15 @@ func (c *callback) startBudget(w http.ResponseWriter, left time.Duration) *budge
 	return b
 }
 
-func (c *callback) run(e *engine.Engine, params url.Values) *engine.Decision {
+// run decides; a callback without a usable Timestamp is decided at its arrival.
+func (c *callback) run(e *engine.Engine, params url.Values, received time.Time) *engine.Decision {
 	if c.beforeDecide != nil {
 		c.beforeDecide()
 	}
-	return e.Decide(params)
+	if c.now != nil {
+		received = c.now()
+	}
+	return e.Decide(params, received)
 }
 
 // budget decides who answers a callback: the handler with the decision, or the timer with
@@ -385,14 +391,14 @@ func (b *budget) settle() time.Time {
 // put hands a decision to the outbox. One that does not name its reservation cannot go by
 // REST, which is the same for the callback as an outbox that cannot store it: TaskRouter
 // always sends the SIDs, so only a hand-made callback lacks them.
-func (c *callback) put(d *engine.Decision, received time.Time) (queued bool, err error) {
+func (c *callback) put(d *engine.Decision) (queued bool, err error) {
 	if c.outbox == nil {
 		return false, errNoOutbox
 	}
 	if d.ReservationSid == "" || d.TaskSid == "" || d.WorkspaceSid == "" {
 		return false, errNoSids
 	}
-	return c.outbox.Put(context.Background(), d.Outbox(received, c.timeout))
+	return c.outbox.Put(context.Background(), d.Outbox(c.timeout))
 }
 
 // reportProblems counts and logs what went wrong deciding, with the ReservationSid and

@@ -15,9 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -81,8 +83,9 @@ type Capturer struct {
 }
 
 type item struct {
-	at     time.Time
-	params url.Values
+	at      time.Time
+	params  url.Values
+	decided time.Time // the callback's time its decision was made at
 }
 
 // New starts a Capturer's writer; Close stops it. The directory is created if missing;
@@ -139,9 +142,13 @@ func (c *Capturer) Register(reg prometheus.Registerer) error {
 
 // Observe queues a callback for writing, or drops it when the queue is full. It never
 // blocks. It keeps params, which must not change afterwards. It fits server.CaptureOptions.Observe.
-func (c *Capturer) Observe(params url.Values, _ *engine.Decision) {
+func (c *Capturer) Observe(params url.Values, d *engine.Decision) {
+	it := item{at: c.opts.Now(), params: params}
+	if d != nil {
+		it.decided = d.At
+	}
 	select {
-	case c.queue <- item{at: c.opts.Now(), params: params}:
+	case c.queue <- it:
 	default:
 		c.busy.Inc()
 	}
@@ -233,7 +240,7 @@ func countCases(dir string) (int, error) {
 // writeFile writes the case through a temporary file, so that `reservist test` never reads
 // half a case, under a name no other file has.
 func (c *Capturer) writeFile(it item) (string, error) {
-	body := []byte(c.encode(it.params) + "\n")
+	body := []byte(c.encode(it) + "\n")
 	base := fileName(it.at, it.params.Get(engine.ParamReservationSid))
 	tmp, err := os.CreateTemp(c.opts.Dir, ".capture-*.tmp")
 	if err != nil {
@@ -281,8 +288,14 @@ func fileName(at time.Time, reservation string) string {
 }
 
 // encode is the form body to write: the parameters as received, with the attributes'
-// redacted keys replaced.
-func (c *Capturer) encode(params url.Values) string {
+// redacted keys replaced. A callback without a usable Timestamp was decided at its arrival,
+// which becomes its Timestamp, so that the case replays as it was decided.
+func (c *Capturer) encode(it item) string {
+	params := it.params
+	if _, err := engine.Timestamp(params); err != nil && !it.decided.IsZero() {
+		params = maps.Clone(params)
+		params[engine.ParamTimestamp] = []string{epoch(it.decided)}
+	}
 	if len(c.redact) == 0 {
 		return params.Encode()
 	}
@@ -298,6 +311,16 @@ func (c *Capturer) encode(params url.Values) string {
 		out[k] = vs
 	}
 	return out.Encode()
+}
+
+// epoch writes a time as TaskRouter writes a Timestamp, Unix seconds, with the fraction
+// when there is one.
+func epoch(t time.Time) string {
+	s := strconv.FormatInt(t.Unix(), 10)
+	if ns := t.Nanosecond(); ns != 0 {
+		s += strings.TrimRight(fmt.Sprintf(".%09d", ns), "0")
+	}
+	return s
 }
 
 // failed logs a write error: the first at once, then at most one line a minute with how
