@@ -2,10 +2,12 @@ package rules_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/reservist/reservist/rules"
+	"gopkg.in/yaml.v3"
 )
 
 // scheduleFile holds the schedules the table tests open, each with its hours written again
@@ -317,4 +319,125 @@ func BenchmarkScheduleOpen(b *testing.B) {
 	for b.Loop() {
 		s.Open(at)
 	}
+}
+
+// FuzzSchedule feeds arbitrary day keys, hours, closed dates and zones to the parser: it
+// must not panic, must give a set or located errors, and a schedule it takes must be open
+// exactly when the oracle says, at the instant given and around it.
+func FuzzSchedule(f *testing.F) {
+	seeds := []struct {
+		key, hours, closed, zone string
+		at                       int64
+	}{
+		{"mon-fri", `"08:00-18:00"`, "[2026-12-25]", "America/Chicago", 1773062100},
+		{"sat", `["09:00-12:00", "13:00-15:00"]`, "[]", "UTC", 1773500000},
+		{"daily", `"22:00-06:00"`, "[2026-12-25, 2027-01-01]", "Europe/London", 1798170000},
+		{"fri-mon", `"00:00-24:00"`, "~", "Australia/Sydney", 1775340000},
+		{"thu", `"12:00-12:00"`, `["2026-03-12"]`, "America/New_York", 1773331200},
+		{"sun", `"01:30-03:30"`, "[]", "America/New_York", 1772951400},
+		{"wed-wed", `"8-18"`, "[2026-02-30]", "America/New_Yrok", 0},
+		{"Monday", `[]`, "2026-12-25", "Local", -1},
+		{"mon", `{a: 1}`, `[{}]`, "", 1 << 40},
+		{"tue", `"23:59-00:00"`, "[9999-12-31]", "Etc/GMT-14", 253402300799},
+	}
+	for _, s := range seeds {
+		f.Add(s.key, s.hours, s.closed, s.zone, s.at)
+	}
+	f.Fuzz(func(t *testing.T, key, hours, closed, zone string, at int64) {
+		src := fmt.Sprintf("version: 1\nschedules:\n  s:\n    timezone: %q\n    hours:\n      %q: %s\n    closed: %s\nrules:\n  - name: r\n    when: open(\"s\")\n    do: accept\n", zone, key, hours, closed)
+		set, err := rules.Parse("f.yaml", []byte(src))
+		if (set == nil) == (err == nil) {
+			t.Fatalf("Parse returned set %v and error %v; want exactly one", set != nil, err)
+		}
+		if err != nil {
+			lines := strings.Count(src, "\n") + 2
+			for _, d := range err.(rules.Errors) {
+				if d.Pos.Line < 1 || d.Pos.Line > lines || d.Pos.Col < 1 {
+					t.Fatalf("diagnostic outside the file (%d lines): %s", lines, d)
+				}
+			}
+			return
+		}
+		o, ok := oracleFromFuzz(key, hours, closed, zone)
+		if !ok {
+			return // the YAML said more than the oracle reads (anchors, tags): only no panic
+		}
+		s := set.Schedule("s")
+		base := time.Unix(at%(1<<36), 0) // years within the tz database's reach
+		for _, d := range []time.Duration{0, time.Minute, time.Hour, 12 * time.Hour, 24 * time.Hour, 36 * time.Hour, 5 * 24 * time.Hour} {
+			for _, sign := range []time.Duration{1, -1} {
+				at := base.Add(sign * d)
+				if got, want := s.Open(at), oracleOpen(t, o, at); got != want {
+					t.Fatalf("Open(%s, %s there) = %v; the oracle says %v, for\n%s", at.UTC().Format(time.RFC3339), at.In(s.Location).Format(time.RFC3339), got, want, src)
+				}
+			}
+		}
+	})
+}
+
+// oracleFromFuzz reads a fuzzed schedule the plain way: which days its key names, its ranges
+// as strings, its dates. It trusts that Parse accepted them.
+func oracleFromFuzz(key, hours, closed, zone string) (oracleSchedule, bool) {
+	o := oracleSchedule{zone: zone, hours: map[time.Weekday][]string{}}
+	var ranges []string
+	var v any
+	if err := yaml.Unmarshal([]byte(hours), &v); err != nil {
+		return o, false
+	}
+	switch x := v.(type) {
+	case string:
+		ranges = []string{x}
+	case []any:
+		for _, r := range x {
+			s, ok := r.(string)
+			if !ok {
+				return o, false
+			}
+			ranges = append(ranges, s)
+		}
+	default:
+		return o, false
+	}
+	names := []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+	index := func(n string) int {
+		for i, d := range names {
+			if d == n {
+				return i
+			}
+		}
+		return -1
+	}
+	var days []int
+	if a, b, isRange := strings.Cut(key, "-"); key == "daily" {
+		days = []int{0, 1, 2, 3, 4, 5, 6}
+	} else if !isRange {
+		days = []int{index(key)}
+	} else {
+		for d := index(a); ; d = (d + 1) % 7 {
+			days = append(days, d)
+			if d == index(b) {
+				break
+			}
+		}
+	}
+	for _, d := range days {
+		o.hours[time.Weekday(d)] = ranges
+	}
+	var c any
+	if err := yaml.Unmarshal([]byte(closed), &c); err != nil {
+		return o, false
+	}
+	if list, ok := c.([]any); ok {
+		for _, d := range list {
+			switch x := d.(type) {
+			case string:
+				o.closed = append(o.closed, x)
+			case time.Time:
+				o.closed = append(o.closed, x.Format("2006-01-02"))
+			default:
+				return o, false
+			}
+		}
+	}
+	return o, true
 }
