@@ -99,8 +99,7 @@ type Decision struct {
 
 	ReservationSid, TaskSid, WorkerSid, WorkspaceSid, WorkflowSid string
 
-	answer  []byte
-	arrived time.Time // as the caller said
+	answer []byte
 }
 
 // Instruction is the action's `do`: "defer", "accept", ….
@@ -143,14 +142,14 @@ func (d *Decision) Params() outbox.Params {
 	return out
 }
 
-// Outbox is the decision as an outbox action, on a reservation that times out after timeout.
-// Its times count from At, the reservation's creation, but never from later than the
-// callback arrived: a Timestamp ahead of the arrival (a sender whose clock runs fast) must
-// not keep the action past the reservation's real end.
-func (d *Decision) Outbox(timeout time.Duration) outbox.Action {
+// Outbox is the decision as an outbox action, for a callback that arrived at arrived on a
+// reservation that times out after timeout. Its times count from At, when the reservation
+// was made, but never from later than the arrival: a Timestamp ahead of it (a sender whose
+// clock runs fast) must not keep the action past the reservation's real end.
+func (d *Decision) Outbox(arrived time.Time, timeout time.Duration) outbox.Action {
 	received := d.At
-	if !d.arrived.IsZero() && d.arrived.Before(received) {
-		received = d.arrived
+	if !arrived.IsZero() && arrived.Before(received) {
+		received = arrived
 	}
 	return outbox.Action{
 		ReservationSid: d.ReservationSid,
@@ -226,7 +225,6 @@ func (e *Engine) decide(params url.Values, arrived time.Time, trace bool) *Decis
 	}
 	d := &Decision{
 		At:             at,
-		arrived:        arrived,
 		Revision:       e.set.Revision,
 		ReservationSid: env.Reservation.Sid,
 		TaskSid:        env.Task.Sid,

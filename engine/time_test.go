@@ -150,7 +150,7 @@ func TestOutboxTimes(t *testing.T) {
 	} {
 		p := testkit.Callback(1, `{}`)
 		p.Set("Timestamp", tt.timestamp)
-		a := e.Decide(p, tt.arrived).Outbox(120 * time.Second)
+		a := e.Decide(p, tt.arrived).Outbox(tt.arrived, 120*time.Second)
 		received, _ := time.Parse(time.RFC3339, tt.want)
 		if !a.Received.Equal(received) || !a.Due.Equal(received.Add(2*time.Second)) || !a.Deadline.Equal(received.Add(120*time.Second)) {
 			t.Errorf("Outbox(Timestamp %q, arrived %v) = received %v, due %v, deadline %v; want received %s, due 2s and deadline 120s later",

@@ -117,9 +117,9 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.reportProblems(d)
 	var res result
 	if late {
-		res = c.handOver(d)
+		res = c.handOver(d, received)
 	} else {
-		res = c.answer(w, d)
+		res = c.answer(w, d, received)
 		answeredAt = time.Now()
 	}
 	c.record(d, res, answeredAt.Sub(received))
@@ -137,7 +137,7 @@ type result struct {
 
 // answer answers a decision that is ready in time: the instruction, or {} once the outbox
 // has stored what goes by REST.
-func (c *callback) answer(w http.ResponseWriter, d *engine.Decision) result {
+func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received time.Time) result {
 	res := result{via: d.Via(), outcome: OutcomeAnswered}
 	switch {
 	case !d.REST():
@@ -146,7 +146,7 @@ func (c *callback) answer(w http.ResponseWriter, d *engine.Decision) result {
 			res.outcome = OutcomeDeferred
 		}
 	default:
-		queued, err := c.put(d)
+		queued, err := c.put(d, received)
 		switch {
 		case err == nil:
 			respond.Raw(w, http.StatusOK, d.Response())
@@ -174,7 +174,7 @@ func (c *callback) answer(w http.ResponseWriter, d *engine.Decision) result {
 
 // handOver gives the outbox a decision that missed the response budget: {} is answered
 // already.
-func (c *callback) handOver(d *engine.Decision) result {
+func (c *callback) handOver(d *engine.Decision, received time.Time) result {
 	res := result{via: rules.REST, outcome: OutcomeDeferred}
 	if d.Rule == "on_error" {
 		res.outcome = OutcomeOnError
@@ -183,7 +183,7 @@ func (c *callback) handOver(d *engine.Decision) result {
 	case d.Instruction() == rules.Defer:
 		// {} was the decision anyway.
 	default:
-		queued, err := c.put(d)
+		queued, err := c.put(d, received)
 		if err != nil {
 			c.log.LogAttrs(context.Background(), slog.LevelError, "decision lost: it missed the response budget and the outbox refused it",
 				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
@@ -391,14 +391,14 @@ func (b *budget) settle() time.Time {
 // put hands a decision to the outbox. One that does not name its reservation cannot go by
 // REST, which is the same for the callback as an outbox that cannot store it: TaskRouter
 // always sends the SIDs, so only a hand-made callback lacks them.
-func (c *callback) put(d *engine.Decision) (queued bool, err error) {
+func (c *callback) put(d *engine.Decision, received time.Time) (queued bool, err error) {
 	if c.outbox == nil {
 		return false, errNoOutbox
 	}
 	if d.ReservationSid == "" || d.TaskSid == "" || d.WorkspaceSid == "" {
 		return false, errNoSids
 	}
-	return c.outbox.Put(context.Background(), d.Outbox(c.timeout))
+	return c.outbox.Put(context.Background(), d.Outbox(received, c.timeout))
 }
 
 // reportProblems counts and logs what went wrong deciding, with the ReservationSid and
