@@ -3,8 +3,10 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/reservist/reservist/rules"
@@ -171,6 +173,29 @@ func parseEpoch(s string) (time.Time, bool) {
 		}
 	}
 	return time.Unix(sec, nsec), true
+}
+
+// WithTimestamp returns params as a callback that is decided at at: params itself when their
+// Timestamp is usable, else a copy whose Timestamp is at. Capture and the playground's recent
+// list keep callbacks this way, so that one that came without a usable Timestamp replays at
+// the time it was decided rather than at the time it is replayed.
+func WithTimestamp(params url.Values, at time.Time) url.Values {
+	if _, err := Timestamp(params); err == nil || at.IsZero() {
+		return params
+	}
+	out := maps.Clone(params)
+	out[ParamTimestamp] = []string{FormatTimestamp(at)}
+	return out
+}
+
+// FormatTimestamp writes a time as TaskRouter writes a Timestamp: Unix epoch seconds, with
+// the fraction when there is one.
+func FormatTimestamp(t time.Time) string {
+	s := strconv.FormatInt(t.Unix(), 10)
+	if ns := t.Nanosecond(); ns != 0 {
+		s += strings.TrimRight(fmt.Sprintf(".%09d", ns), "0")
+	}
+	return s
 }
 
 // truncate bounds a value quoted in a message.

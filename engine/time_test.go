@@ -1,7 +1,9 @@
 package engine_test
 
 import (
+	"encoding/json"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -178,4 +180,40 @@ func TestOpenAllocatesNothing(t *testing.T) {
 	if withOpen > without {
 		t.Errorf("Decide allocates %v times with open() and %v without; want no more", withOpen, without)
 	}
+}
+
+// FuzzDecideAt feeds arbitrary callbacks, Timestamps above all, to rules that read the time:
+// no panic, valid JSON, the callback's time read as ParseTime reads it (else the arrival),
+// and Decide agreeing with Explain.
+func FuzzDecideAt(f *testing.F) {
+	forms, _ := filepath.Glob("../testdata/hours/cases/*.form")
+	for _, path := range forms {
+		f.Add(strings.TrimSpace(string(mustRead(f, path))))
+	}
+	voice := `TaskAttributes={"channel":"voice","call_sid":"CA0123456789abcdef0123456789abcdef"}&WorkerAttributes={}`
+	for _, ts := range []string{"1773062100", "1773062100.999999999", "2026-03-08T07:00:00Z", "2026-11-01T06:30:00-05:00", "0", "99999999999", "9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z", "-1", ""} {
+		f.Add(voice + "&Timestamp=" + url.QueryEscape(ts))
+	}
+	e := newEngine(f, string(mustRead(f, "../testdata/hours/rules.yaml")))
+	arrived := time.Date(2026, 3, 15, 16, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, body string) {
+		params, err := url.ParseQuery(body)
+		if err != nil {
+			return
+		}
+		d := e.Decide(params, arrived)
+		if !json.Valid(d.Response()) || !json.Valid(d.Answer()) {
+			t.Fatalf("invalid JSON: response %q answer %q", d.Response(), d.Answer())
+		}
+		want := arrived
+		if ts, err := engine.Timestamp(params); err == nil {
+			want = ts
+		}
+		if !d.At.Equal(want) {
+			t.Fatalf("At = %v; want %v (Timestamp %q)", d.At, want, params.Get("Timestamp"))
+		}
+		if full := e.Explain(params, arrived); full.Rule != d.Rule || string(full.Response()) != string(d.Response()) {
+			t.Fatalf("Decide = %s %s; Explain = %s %s", d.Rule, d.Response(), full.Rule, full.Response())
+		}
+	})
 }

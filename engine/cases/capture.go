@@ -15,11 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -291,11 +289,7 @@ func fileName(at time.Time, reservation string) string {
 // redacted keys replaced. A callback without a usable Timestamp was decided at its arrival,
 // which becomes its Timestamp, so that the case replays as it was decided.
 func (c *Capturer) encode(it item) string {
-	params := it.params
-	if _, err := engine.Timestamp(params); err != nil && !it.decided.IsZero() {
-		params = maps.Clone(params)
-		params[engine.ParamTimestamp] = []string{epoch(it.decided)}
-	}
+	params := engine.WithTimestamp(it.params, it.decided)
 	if len(c.redact) == 0 {
 		return params.Encode()
 	}
@@ -311,16 +305,6 @@ func (c *Capturer) encode(it item) string {
 		out[k] = vs
 	}
 	return out.Encode()
-}
-
-// epoch writes a time as TaskRouter writes a Timestamp, Unix seconds, with the fraction
-// when there is one.
-func epoch(t time.Time) string {
-	s := strconv.FormatInt(t.Unix(), 10)
-	if ns := t.Nanosecond(); ns != 0 {
-		s += strings.TrimRight(fmt.Sprintf(".%09d", ns), "0")
-	}
-	return s
 }
 
 // failed logs a write error: the first at once, then at most one line a minute with how
