@@ -223,15 +223,6 @@ func waitState(t *testing.T, c *river.Client[pgx.Tx], id int64, state rivertype.
 	return row
 }
 
-func countJobs(t *testing.T, pool *pgxpool.Pool, kind string) int {
-	t.Helper()
-	var n int
-	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM river_job WHERE kind = $1", kind).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // quantile returns the q-quantile (0..1) of ds by the nearest rank.
 func quantile(ds []time.Duration, q float64) time.Duration {
 	if len(ds) == 0 {
