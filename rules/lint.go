@@ -12,7 +12,7 @@ import (
 // lint finds what is valid but likely wrong, and needs nothing from outside the file: rules
 // that can never match, vars never used, calls and redirects by REST that a repeated
 // delivery would carry out twice, and accept rules that take voice tasks from a dequeue or
-// conference rule below them (docs/rules.md, "What check warns about").
+// conference rule below them (docs/rules.md, "Lints").
 func (p *parser) lint(set *Set) []Diagnostic {
 	var out []Diagnostic
 	var always *Rule
