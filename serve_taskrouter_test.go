@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/reservist/reservist/engine/taskrouter/taskroutertest"
+	"github.com/reservist/reservist/internal/testkit"
 )
 
 // noREST is serve's start-up warning when the rules hold REST decisions that nothing can send.
@@ -59,10 +59,10 @@ rules:
 `
 	s := startServe(t, rulesYAML, nil)
 	const secret = "seven-and-a-half"
-	if status, got := s.post(t, "/assignment_callback", callbackWith(1, `{}`, `{"open_chats":"`+secret+`"}`)); status != 200 || got != "{}" {
+	if status, got := s.post(t, "/assignment_callback", testkit.CallbackWith(1, `{}`, `{"open_chats":"`+secret+`"}`)); status != 200 || got != "{}" {
 		t.Errorf("callback with a text open_chats = %d %s; want 200 {} (default)", status, got)
 	}
-	if status, got := s.post(t, "/assignment_callback", callbackWith(2, `{"kind":"voice","caller":"`+secret+`"}`, `{"contact_uri":"client:alice"}`)); status != 200 || got != "{}" {
+	if status, got := s.post(t, "/assignment_callback", testkit.CallbackWith(2, `{"kind":"voice","caller":"`+secret+`"}`, `{"contact_uri":"client:alice"}`)); status != 200 || got != "{}" {
 		t.Errorf("dequeue of a task without call_sid = %d %s; want 200 {} (on_error)", status, got)
 	}
 	eventually(t, "both problems logged", func() bool {
@@ -79,11 +79,4 @@ rules:
 	if strings.Contains(s.log.String(), secret) {
 		t.Errorf("an attribute value reached the log:\n%s", s.log)
 	}
-}
-
-// callbackWith is callback n with the given task and worker attributes.
-func callbackWith(n uint64, task, worker string) url.Values {
-	v := callback(n, task)
-	v.Set("WorkerAttributes", worker)
-	return v
 }
