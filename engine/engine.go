@@ -75,7 +75,7 @@ type Decision struct {
 	Rule       string        // the matched rule's name, "default" or "on_error"
 	Action     *rules.Action // what to do; a bare defer when on_error's own templates failed
 	Values     []Value       // the action's `with` fields, evaluated
-	Err        error         // why on_error decided, if it did; it quotes no attribute value
+	Err        error         // why on_error decided, if it did (see problem for what it may quote)
 	RuleErrors []RuleError   // `when`s that failed at run time
 	Trace      []Step        // every rule tried, with Explain only
 	Revision   string        // the rules revision that decided

@@ -15,7 +15,9 @@ import (
 
 // problem is an error in two wordings. Error, which the log gets, never quotes a value from
 // the callback: attributes hold personal data. detail, which the trace of explain and the
-// playground shows to the operator, may.
+// playground shows to the operator, may. Expressions' run-time errors and the needs checks
+// are problems; a value that a field refuses is still quoted in Decision.Err as the field
+// words it (rules.Field.Normalize), and the server's log redacts it.
 type problem struct {
 	msg, detail string
 }
