@@ -18,7 +18,7 @@ import (
 // when the decision makes one.
 func WriteExplanation(w io.Writer, set *rules.Set, c *Case, d *engine.Decision) {
 	fmt.Fprintf(w, "case:  %s\nrules: %s (revision %s)\n", c.Path, set.Path, set.Revision[:12])
-	if set.ReadsTime {
+	if set.ReadsTime || len(set.Schedules) > 0 {
 		fmt.Fprintf(w, "time:  %s, %s\n", d.At.Format(time.RFC3339Nano), d.At.Weekday())
 	}
 	if len(set.Schedules) > 0 {
