@@ -187,8 +187,8 @@ func TestSendUsage(t *testing.T) {
 		{[]string{"--url", "/assignment_callback", "a.yaml"}, cli.Usage, "must be an absolute http(s) URL"},
 		{[]string{"--public-url", "https://example.com/path", "a.yaml"}, cli.Usage, "give only scheme://host[:port]"},
 		{[]string{"testdata/example/cases/nope.yaml"}, cli.Failed, "no such file"},
-		{[]string{"testdata/example/cases/sms.golden.json"}, cli.Failed, "a case file ends in .yaml or .form"},
-		{[]string{"--bogus", "a.yaml"}, cli.Usage, "flag provided but not defined: -bogus"},
+		{[]string{"testdata/example/cases/sms.golden.json"}, cli.Failed, "sms.golden.json:1:1: a case file ends in .yaml (parameters as a mapping) or .form"},
+		{[]string{"--bogus", "a.yaml"}, cli.Usage, "reservist send: unknown flag --bogus; run 'reservist send -h'"},
 	}
 	for _, tt := range tests {
 		_, stderr, code := runSend(t, nil, tt.args...)

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,14 +25,23 @@ import (
 	"github.com/reservist/reservist/server"
 )
 
-// The commands other than serve: each reads its flags here and hands the work to the
+// The commands other than serve: each declares its flags here and hands the work to the
 // package that owns it.
+
+// readRules reads a rules file for a command.
+func readRules(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read rules: %v", err)
+	}
+	return data, nil
+}
 
 // loadRules parses a rules file, printing every error as FILE:LINE:COL: message.
 func loadRules(path string, stderr io.Writer) (*rules.Set, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRules(path)
 	if err != nil {
-		return nil, cli.Exit(cli.Failed, fmt.Errorf("cannot read rules: %v", err))
+		return nil, cli.Exit(cli.Failed, err)
 	}
 	set, err := rules.Parse(path, data)
 	if err != nil {
@@ -45,156 +57,258 @@ func printLines(w io.Writer, lines []string) {
 	}
 }
 
-// check validates and lints a rules file. Its answer depends on the file and the flags only,
-// never on the environment (credentials are serve's start-up warning).
-func check(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlags("check", stderr)
-	path := cli.RulesFlag(fs, getenv)
-	strict := fs.Bool("strict", false, "treat lint warnings as errors")
-	timeout := fs.Duration("reservation-timeout", config.DefaultReservationTimeout, "the Workflow's TaskReservationTimeout, as serve takes it: a delay at or beyond it is a warning")
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
+// printWarnings prints case warnings, FILE:LINE:COL: warning: message, one a line.
+func printWarnings(w io.Writer, ds []rules.Diagnostic) {
+	for _, d := range ds {
+		fmt.Fprintln(w, d)
 	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "reservist check: unexpected argument %q; give the file with --rules\n", pos[0])
-		return cli.Exit(cli.Usage, nil)
-	}
-	if err := config.CheckReservationTimeout(*timeout); err != nil {
-		return cli.Exit(cli.Usage, err)
-	}
-	set, err := loadRules(*path, stderr)
-	if err != nil {
-		return err
-	}
-	warnings := set.Lint(*timeout)
-	for _, d := range warnings {
-		if *strict {
-			d.Warning = false
-		}
-		fmt.Fprintln(stderr, d)
-	}
-	if *strict && len(warnings) > 0 {
-		return cli.Exit(cli.Failed, nil)
-	}
-	fmt.Fprintf(stdout, "%s: ok: %d rules, revision %s", *path, len(set.Rules), set.Revision[:12])
-	if len(warnings) > 0 {
-		fmt.Fprintf(stdout, ", %d warnings", len(warnings))
-	}
-	fmt.Fprintln(stdout)
-	return nil
 }
 
-// test runs golden-file cases against a rules file.
-func test(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlags("test", stderr)
-	path := cli.RulesFlag(fs, getenv)
-	update := fs.Bool("update", false, "rewrite the golden files with the decisions the rules make now")
-	run := fs.String("run", "", "run only the cases whose name matches `regexp`")
-	dirs, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
+func checkCommand(getenv func(string) string, stdout, stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:     "check",
+		Synopsis: "[--rules FILE] [--strict] [--format text|json] [FILE...]",
+		Summary:  "validate and lint rules files; exit 1 on any error",
+		Doc: `Validates each rules file and lints it. Every error and warning is printed to stderr as FILE:LINE:COL: message, all of them at once; each valid file gets a line FILE: ok: N rules on stdout. The exit status is 1 when a file has an error, or, with --strict, a warning.
+
+The files are the arguments, and --rules when it is given; with neither, rules.yaml (or RESERVIST_RULES). The answer depends on the files and the flags only, never on the environment: whether Twilio credentials are set is serve's start-up warning.
+
+--format json prints the diagnostics of every file as one JSON array on stdout instead, each {"file", "line", "col", "severity", "message"} with severity "error" or "warning" (under --strict, warnings are errors), for CI annotations. A file that cannot be read has line and col 0.`,
+		Operands: cli.Operands{Files: true},
+		Setup: func(fs *flag.FlagSet) cli.Runner {
+			path := cli.RulesFlag(fs, getenv)
+			strict := fs.Bool("strict", false, "treat lint warnings as errors")
+			format := cli.NewChoice(fs, "format", "text", []string{"text", "json"}, "how to print the diagnostics: text (FILE:LINE:COL lines on stderr) or json (one array on stdout)")
+			timeout := fs.Duration("reservation-timeout", config.DefaultReservationTimeout, "the Workflow's TaskReservationTimeout, as serve takes it: a delay at or beyond it is a warning")
+			return func(ctx context.Context, files []string) error {
+				if err := config.CheckReservationTimeout(*timeout); err != nil {
+					return cli.Exit(cli.Usage, err)
+				}
+				if cli.Given(fs, "rules") || len(files) == 0 {
+					files = append([]string{*path}, files...)
+				}
+				return check(files, checkOptions{strict: *strict, json: format.Value == "json", timeout: *timeout}, stdout, stderr)
+			}
+		},
 	}
-	var filter *regexp.Regexp
-	if *run != "" {
-		if filter, err = regexp.Compile(*run); err != nil {
-			fmt.Fprintf(stderr, "reservist test: --run: %v\n", err)
-			return cli.Exit(cli.Usage, nil)
+}
+
+type checkOptions struct {
+	strict, json bool
+	timeout      time.Duration
+}
+
+// jsonDiagnostic is a diagnostic as check --format json prints it.
+type jsonDiagnostic struct {
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	Col      int    `json:"col"`
+	Severity string `json:"severity"` // "error" or "warning"
+	Message  string `json:"message"`
+}
+
+// check validates and lints rules files. Its answer depends on the files and the flags
+// only, never on the environment (credentials are serve's start-up warning).
+func check(files []string, o checkOptions, stdout, stderr io.Writer) error {
+	failed := false
+	all := []jsonDiagnostic{}
+	add := func(d rules.Diagnostic) {
+		sev := "error"
+		if d.Warning {
+			sev = "warning"
 		}
+		all = append(all, jsonDiagnostic{File: d.File, Line: d.Pos.Line, Col: d.Pos.Col, Severity: sev, Message: d.Msg})
 	}
-	if len(dirs) == 0 {
-		dirs = []string{filepath.Join(filepath.Dir(*path), "cases")}
-	}
-	set, err := loadRules(*path, stderr)
-	if err != nil {
-		return err
-	}
-	cs, err := cases.Load(dirs...)
-	if err != nil {
-		return cli.Exit(cli.Failed, err)
-	}
-	if len(cs) == 0 {
-		fmt.Fprintf(stderr, "reservist test: no cases (*.yaml or *.form) under %s\n", strings.Join(dirs, ", "))
-		return cli.Exit(cli.Failed, nil)
-	}
-	rep := cases.Run(engine.New(set), cs, filter)
-	if *update {
-		written, err := rep.Update()
-		for _, f := range written {
-			fmt.Fprintf(stdout, "wrote %s\n", f)
-		}
+	for _, path := range files {
+		data, err := readRules(path)
 		if err != nil {
-			return cli.Exit(cli.Failed, err)
+			failed = true
+			if o.json {
+				all = append(all, jsonDiagnostic{File: path, Severity: "error", Message: err.Error()})
+			} else {
+				fmt.Fprintf(stderr, "reservist check: %v\n", err)
+			}
+			continue
 		}
-		fmt.Fprintf(stdout, "%d golden files written, %d unchanged\n", len(written), rep.Passed)
-		return nil
+		set, err := rules.Parse(path, data)
+		if err != nil {
+			failed = true
+			errs, ok := errors.AsType[rules.Errors](err)
+			if !ok {
+				errs = rules.Errors{{File: path, Pos: rules.Pos{Line: 1, Col: 1}, Msg: err.Error()}}
+			}
+			for _, d := range errs {
+				if o.json {
+					add(d)
+				} else {
+					fmt.Fprintln(stderr, d)
+				}
+			}
+			continue
+		}
+		warnings := set.Lint(o.timeout)
+		for _, d := range warnings {
+			if o.strict {
+				d.Warning = false
+			}
+			if o.json {
+				add(d)
+			} else {
+				fmt.Fprintln(stderr, d)
+			}
+		}
+		if o.strict && len(warnings) > 0 {
+			failed = true
+			continue
+		}
+		if !o.json {
+			fmt.Fprintf(stdout, "%s: ok: %d rules, revision %s", path, len(set.Rules), set.Revision[:12])
+			if len(warnings) > 0 {
+				fmt.Fprintf(stdout, ", %d warnings", len(warnings))
+			}
+			fmt.Fprintln(stdout)
+		}
 	}
-	rep.Print(stdout)
-	if rep.Failed > 0 {
+	if o.json {
+		out, err := json.MarshalIndent(all, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", out)
+	}
+	if failed {
 		return cli.Exit(cli.Failed, nil)
 	}
 	return nil
 }
 
-// explain shows how one callback is decided, rule by rule: at its own Timestamp, or at --at.
-func explain(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlags("explain", stderr)
-	path := cli.RulesFlag(fs, getenv)
-	at := fs.String("at", "", "decide the case at `TIME` (RFC 3339, like 2026-03-09T09:15:00-04:00, or Unix epoch seconds) in place of its Timestamp")
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
+func testCommand(getenv func(string) string, stdout, stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:     "test",
+		Synopsis: "[--rules FILE] [--update] [--run REGEX] [-v] [--strict] [DIR...]",
+		Summary:  "run golden-file cases; --update rewrites the golden files",
+		Doc: `Decides every case under each DIR (default: cases/ beside the rules file) — every *.yaml and *.form file — and compares the decision with its golden file, NAME.golden.json, by meaning. A failing case is shown as --- FAIL: NAME (PATH) with the two decisions' JSON as a line diff (- golden, + actual). The run ends with the rules no case reached (unreached: a, b; not with --run, which skips cases) and N passed, N failed, and exits 1 on any failure.
+
+A case file that does not parse fails, located as FILE:LINE:COL, and the other cases still run. A key of a .yaml case that is no callback parameter (TaskAtributes) is a warning, FILE:LINE:COL: warning: …, on stderr; --strict makes warnings fail their cases.
+
+--update writes the golden file of every case that does not pass, from what the rules decide now, and leaves passing ones alone; it writes none for a case with warnings unless --strict=false is given. Review what it wrote before committing it.`,
+		Operands: cli.Operands{Dirs: true},
+		Setup: func(fs *flag.FlagSet) cli.Runner {
+			path := cli.RulesFlag(fs, getenv)
+			update := fs.Bool("update", false, "rewrite the golden files with the decisions the rules make now")
+			run := fs.String("run", "", "run only the cases whose name matches `regexp`")
+			verbose := fs.Bool("v", false, "list every case with its result, not only the failing ones")
+			strict := fs.Bool("strict", false, "fail cases that have warnings (an unknown callback parameter); --strict=false lets --update write their golden files")
+			return func(ctx context.Context, dirs []string) error {
+				var filter *regexp.Regexp
+				if *run != "" {
+					var err error
+					if filter, err = regexp.Compile(*run); err != nil {
+						return cli.Usagef("--run %q: not a regular expression: %v", *run, err)
+					}
+				}
+				if len(dirs) == 0 {
+					dirs = []string{filepath.Join(filepath.Dir(*path), "cases")}
+				}
+				set, err := loadRules(*path, stderr)
+				if err != nil {
+					return err
+				}
+				cs, err := cases.Load(dirs...)
+				if err != nil {
+					return cli.Exit(cli.Failed, fmt.Errorf("cannot read the cases: %v", err))
+				}
+				if len(cs) == 0 {
+					return cli.Exit(cli.Failed, fmt.Errorf("no cases (*.yaml or *.form) under %s", strings.Join(dirs, ", ")))
+				}
+				rep := cases.RunWith(engine.New(set), cs, cases.Options{Filter: filter, Strict: *strict})
+				if !*strict {
+					printWarnings(stderr, rep.Warnings())
+				}
+				if *update {
+					withWarnings := cli.Given(fs, "strict") && !*strict
+					written, err := rep.Update(withWarnings)
+					for _, f := range written {
+						fmt.Fprintf(stdout, "wrote %s\n", f)
+					}
+					fmt.Fprintf(stdout, "%d golden files written, %d unchanged\n", len(written), rep.Passed)
+					if err != nil {
+						return cli.Exit(cli.Failed, err)
+					}
+					return nil
+				}
+				rep.Print(stdout, *verbose)
+				if rep.Failed > 0 {
+					return cli.Exit(cli.Failed, nil)
+				}
+				return nil
+			}
+		},
 	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: reservist explain [--rules FILE] [--at TIME] CASE")
-		return cli.Exit(cli.Usage, nil)
-	}
-	if *at != "" {
-		if _, err := engine.ParseTime(*at); err != nil {
-			fmt.Fprintf(stderr, "reservist explain: --at: %v\n", err)
-			return cli.Exit(cli.Usage, nil)
-		}
-	}
-	set, err := loadRules(*path, stderr)
-	if err != nil {
-		return err
-	}
-	c, err := cases.LoadFile(pos[0])
-	if err != nil {
-		return cli.Exit(cli.Failed, err)
-	}
-	if *at != "" {
-		c.Params.Set(engine.ParamTimestamp, *at)
-	}
-	if err := cases.Pinned(set, c); err != nil {
-		return cli.Exit(cli.Failed, fmt.Errorf("%s: %v; or give --at TIME", c.Path, err))
-	}
-	cases.WriteExplanation(stdout, set, c, engine.New(set).Explain(c.Params, time.Time{}))
-	return nil
 }
 
-// schemaCmd prints the JSON Schema of rules.yaml, for editors (yaml-language-server's
+func explainCommand(getenv func(string) string, stdout, stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:     "explain",
+		Synopsis: "[--rules FILE] [--at TIME] CASE",
+		Summary:  "show how one callback is decided, rule by rule",
+		Doc:      `Decides one case (a .yaml or .form file) and shows every rule tried with its outcome, the decision, the answer TaskRouter gets and the REST call, if any. Under rules that read the time it also shows the callback's time and whether each schedule is open then; the case is decided at its own Timestamp, or at --at.`,
+		Operands: cli.Operands{Files: true},
+		Setup: func(fs *flag.FlagSet) cli.Runner {
+			path := cli.RulesFlag(fs, getenv)
+			at := fs.String("at", "", "decide the case at `TIME` (RFC 3339, like 2026-03-09T09:15:00-04:00, or Unix epoch seconds) in place of its Timestamp")
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) != 1 {
+					return cli.Usagef("give one case file, like cases/chat.yaml")
+				}
+				if *at != "" {
+					if _, err := engine.ParseTime(*at); err != nil {
+						return cli.Usagef("--at: %v", err)
+					}
+				}
+				set, err := loadRules(*path, stderr)
+				if err != nil {
+					return err
+				}
+				c, err := cases.LoadFile(pos[0])
+				if err != nil {
+					return cli.Exit(cli.Failed, err)
+				}
+				printWarnings(stderr, c.Warnings)
+				if *at != "" {
+					c.Params.Set(engine.ParamTimestamp, *at)
+				}
+				if err := cases.Pinned(set, c); err != nil {
+					return cli.Exit(cli.Failed, fmt.Errorf("%s: %v; or give --at TIME", c.Path, err))
+				}
+				cases.WriteExplanation(stdout, set, c, engine.New(set).Explain(c.Params, time.Time{}))
+				return nil
+			}
+		},
+	}
+}
+
+// schemaCommand prints the JSON Schema of rules.yaml, for editors (yaml-language-server's
 // `# yaml-language-server: $schema=…` comment) and CI linters.
-func schemaCmd(args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlags("schema", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: reservist schema > rules.schema.json")
-		fmt.Fprintln(stderr, "Prints the JSON Schema (draft 2020-12) of rules.yaml.")
+func schemaCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:    "schema",
+		Summary: "print the JSON Schema of rules.yaml",
+		Doc:     `Prints the JSON Schema (draft 2020-12) of rules.yaml, generated from the tables the validator reads: reservist schema > rules.schema.json, then name it on the rules file's first line, # yaml-language-server: $schema=rules.schema.json, for editors that use yaml-language-server. The admin listener serves the same schema at /schema.json.`,
+		Setup: func(fs *flag.FlagSet) cli.Runner {
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) > 0 {
+					return cli.Usagef("unexpected argument %q: schema takes none", pos[0])
+				}
+				out, err := schema.JSON()
+				if err != nil {
+					return err
+				}
+				_, err = stdout.Write(out)
+				return err
+			}
+		},
 	}
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "reservist schema: unexpected argument %q; it takes none\n", pos[0])
-		return cli.Exit(cli.Usage, nil)
-	}
-	out, err := schema.JSON()
-	if err != nil {
-		return err
-	}
-	_, err = stdout.Write(out)
-	return err
 }
 
 // defaultSendURL is where `serve` listens with its default --listen and --callback-path.
@@ -206,35 +320,39 @@ const sendTimeout = 10 * time.Second
 // maxAnswer caps how much of an answer is printed: a callback answer is a small JSON object.
 const maxAnswer = 1 << 20
 
+func sendCommand(getenv func(string) string, stdout, stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:     "send",
+		Synopsis: "[--url URL] [--public-url URL] CASE",
+		Summary:  "post a case file to a running server, signed",
+		Doc:      `Posts a case (NAME.yaml or NAME.form) to a running server the way TaskRouter does, a form POST signed with TWILIO_AUTH_TOKEN, and prints the status and the answer. Without TWILIO_AUTH_TOKEN the case is sent unsigned, which only a server without a token accepts. A non-2xx answer exits 1.`,
+		Operands: cli.Operands{Files: true},
+		Setup: func(fs *flag.FlagSet) cli.Runner {
+			target := fs.String("url", defaultSendURL, "callback `URL` to post the case to")
+			public := fs.String("public-url", "", "scheme://host[:port] the server checks signatures against: its --public-url, when it runs behind a proxy (default: the one in --url)")
+			return func(ctx context.Context, pos []string) error {
+				return send(ctx, *target, *public, pos, getenv, stdout, stderr)
+			}
+		},
+	}
+}
+
 // send posts a case file to a running server the way TaskRouter does — a form POST signed
 // with TWILIO_AUTH_TOKEN — so that a secured server can be exercised without TaskRouter. It
 // prints the status and the answer; a non-2xx answer exits 1.
-func send(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlags("send", stderr)
-	target := fs.String("url", defaultSendURL, "callback `URL` to post the case to")
-	public := fs.String("public-url", "", "scheme://host[:port] the server checks signatures against: its --public-url, when it runs behind a proxy (default: the one in --url)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: reservist send [--url URL] [--public-url URL] CASE")
-		fmt.Fprintln(stderr, "Posts a case (NAME.yaml or NAME.form) to a running server, signed with TWILIO_AUTH_TOKEN.")
-		fs.PrintDefaults()
-	}
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
-	}
+func send(ctx context.Context, target, public string, pos []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "reservist send: give one case file, like cases/vip-voice.yaml")
-		return cli.Exit(cli.Usage, nil)
+		return cli.Usagef("give one case file, like cases/vip-voice.yaml")
 	}
-	u, err := url.Parse(*target)
+	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return cli.Exit(cli.Usage, fmt.Errorf("--url %q: must be an absolute http(s) URL, like %s", *target, defaultSendURL))
+		return cli.Usagef("--url %q: must be an absolute http(s) URL, like %s", target, defaultSendURL)
 	}
 	// The server checks the signature against its --public-url (or the request's own scheme
 	// and host) followed by the request URI as it arrives; sign exactly that.
 	base := u.Scheme + "://" + u.Host
-	if *public != "" {
-		p, err := config.ParsePublicURL(*public)
+	if public != "" {
+		p, err := config.ParsePublicURL(public)
 		if err != nil {
 			return cli.Exit(cli.Usage, err)
 		}
@@ -246,6 +364,7 @@ func send(ctx context.Context, args []string, getenv func(string) string, stdout
 	if err != nil {
 		return cli.Exit(cli.Failed, err)
 	}
+	printWarnings(stderr, c.Warnings)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(c.Params.Encode()))
 	if err != nil {
 		return cli.Exit(cli.Usage, err)

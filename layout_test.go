@@ -17,12 +17,13 @@ const module = "github.com/reservist/reservist"
 // parameters → environment → decision → answer or outbox) and nothing below reaches back up.
 // A package matches the longest prefix listed; its own subtree is always allowed.
 var mayImport = map[string][]string{
-	"rules":               {},
-	"engine":              {"rules", "engine"},
+	"rules":               {"internal/typo"},
+	"engine":              {"rules", "engine", "internal/typo"},
 	"engine/outbox":       {},
 	"engine/taskrouter":   {"engine/outbox", "rules"},
 	"server":              {"rules", "engine", "internal/logbuf"},
-	"internal/cli":        {},
+	"internal/cli":        {"internal/typo"},
+	"internal/typo":       {}, // "did you mean": below everything that names things
 	"internal/config":     {"internal/cli", "engine/outbox", "engine/taskrouter", "engine/cases"},
 	"internal/logbuf":     {"engine/jsonstr"},
 	"internal/gcheadroom": {},

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -26,46 +25,30 @@ func main() {
 	os.Exit(cli.Code(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr), os.Stderr))
 }
 
-const usage = `usage:
-  reservist serve   [flags]                 run the callback server (the default)
-  reservist check   [--rules FILE] [--strict]
-  reservist test    [--rules FILE] [--update] [--run REGEX] [DIR...]
-  reservist explain [--rules FILE] [--at TIME] CASE
-  reservist schema
-  reservist send    [--url URL] CASE
-  reservist version
-
-Run 'reservist COMMAND -h' for a command's flags.
-`
+// programDoc heads the command list.
+const programDoc = "reservist answers Twilio TaskRouter assignment callbacks from rules.yaml: it checks each callback against the rules, answers with the instruction the first matching rule names, and carries out by REST what cannot be answered."
 
 // run is the whole program: main only wires it to the process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cmd := "serve"
-	if len(args) > 0 && (len(args[0]) == 0 || args[0][0] != '-') {
-		cmd, args = args[0], args[1:]
+	return program(getenv, stdout, stderr).Run(ctx, args, stdout)
+}
+
+// program is reservist's command line: every command in the order the command list shows
+// them. cli adds completion, version and help.
+func program(getenv func(string) string, stdout, stderr io.Writer) *cli.Program {
+	return &cli.Program{
+		Doc:     programDoc,
+		Default: "serve",
+		Version: version,
+		Commands: []*cli.Command{
+			serveCommand(getenv, stderr, hooks{}),
+			checkCommand(getenv, stdout, stderr),
+			testCommand(getenv, stdout, stderr),
+			explainCommand(getenv, stdout, stderr),
+			schemaCommand(stdout),
+			sendCommand(getenv, stdout, stderr),
+		},
 	}
-	switch cmd {
-	case "serve":
-		return serve(ctx, args, getenv, stderr, hooks{})
-	case "check":
-		return check(args, getenv, stdout, stderr)
-	case "test":
-		return test(args, getenv, stdout, stderr)
-	case "explain":
-		return explain(args, getenv, stdout, stderr)
-	case "schema":
-		return schemaCmd(args, stdout, stderr)
-	case "send":
-		return send(ctx, args, getenv, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "reservist", version())
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
-	fmt.Fprintf(stderr, "reservist: unknown command %q\n%s", cmd, usage)
-	return cli.Exit(cli.Usage, nil)
 }
 
 // buildVersion is set at link time by release builds: -ldflags "-X main.buildVersion=v1.2.3".

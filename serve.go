@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -65,14 +66,40 @@ type hooks struct {
 // listening are the addresses serve listens on; admin is "" when the admin listener is off.
 type listening struct{ callback, admin string }
 
-// serve runs the callback server until ctx is cancelled (SIGTERM, SIGINT): it starts its
-// components in order and, when it stops, closes them in reverse order: the listeners drain
-// the callbacks in flight, then the outbox keeps what is pending, then the log is flushed.
-func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, h hooks) error {
-	cfg, err := config.ParseServe(args, getenv, stderr)
-	if err != nil {
-		return err
+// serveCommand is `reservist serve`: the callback server, which runs until ctx is
+// cancelled (SIGTERM, SIGINT). h lets a test watch and drive it.
+func serveCommand(getenv func(string) string, stderr io.Writer, h hooks) *cli.Command {
+	return &cli.Command{
+		Name:     "serve",
+		Synopsis: "[flags]",
+		Summary:  "run the callback server (the default when no command is given)",
+		Doc:      config.ServeDoc,
+		Setup: func(fs *flag.FlagSet) cli.Runner {
+			finish := config.DeclareServe(fs)
+			return func(ctx context.Context, args []string) error {
+				if len(args) > 0 {
+					return cli.Usagef("unexpected argument %q: serve takes flags only", args[0])
+				}
+				cfg, err := finish(getenv)
+				if err != nil {
+					return err
+				}
+				return runServe(ctx, cfg, stderr, h)
+			}
+		},
 	}
+}
+
+// serve runs `reservist serve` with args as run does, its help going to stderr: tests start
+// it this way, in their process.
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, h hooks) error {
+	return serveCommand(getenv, stderr, h).Run(ctx, args, stderr)
+}
+
+// runServe runs the callback server until ctx is cancelled: it starts its components in
+// order and, when it stops, closes them in reverse order: the listeners drain the callbacks
+// in flight, then the outbox keeps what is pending, then the log is flushed.
+func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks) error {
 	defer gcheadroom.Start(gcHeadroom)()
 
 	// The decision log is batched; everything else goes out at once, in order with it.
@@ -100,7 +127,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if cfg.InsecureSkipSignature {
 		token = ""
 	}
-	err = g.start(
+	err := g.start(
 		component{
 			name: "log",
 			// At most a second of decision lines is lost to SIGKILL.

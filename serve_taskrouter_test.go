@@ -25,6 +25,7 @@ func TestServeWarnsOfRESTWithoutCredentials(t *testing.T) {
 		want  string // the rules the warning names; "" for no warning
 	}{
 		{"REST rules, no credentials", "", nil, "[rest-accept delayed-call]"},
+		{"REST rules, the auth token alone", "", map[string]string{"TWILIO_AUTH_TOKEN": "tok"}, "[rest-accept delayed-call]"},
 		{"REST rules, credentials", "", credentials(fake), ""},
 		{"no REST rules, no credentials", "version: 1\nrules:\n  - {name: r, when: 'true', do: accept}\n", nil, ""},
 		{"REST on_error", "version: 1\nrules: []\non_error:\n  do: accept\n  via: rest\n", nil, "[on_error]"},
@@ -42,6 +43,27 @@ func TestServeWarnsOfRESTWithoutCredentials(t *testing.T) {
 				t.Errorf("the warning names %v; want %s", recs[0]["rest_rules"], tt.want)
 			}
 		})
+	}
+}
+
+// TWILIO_AUTH_TOKEN alone is a complete configuration: callbacks are signature-checked, and
+// a REST decision is a dry run, logged and dropped, with nothing sent.
+func TestServeWithTheAuthTokenAlone(t *testing.T) {
+	fake := taskroutertest.NewServer(taskroutertest.Config{})
+	defer fake.Close()
+	s := startServe(t, "", map[string]string{"TWILIO_AUTH_TOKEN": "tok"}, "--twilio-base-url", fake.URL)
+	if status, _ := testkit.Post(t, s.url+"/assignment_callback", "", callback(1, `{"do":"rest"}`)); status != 403 {
+		t.Errorf("an unsigned callback = %d; want 403: the token checks signatures", status)
+	}
+	if status, got := s.post(t, "/assignment_callback", callback(2, `{"do":"rest"}`)); status != 200 {
+		t.Errorf("a signed callback = %d %s; want 200", status, got)
+	}
+	if recs := s.log.records(noREST); len(recs) != 1 {
+		t.Errorf("serve warned %d times that REST decisions are dry-run; want once:\n%s", len(recs), s.log)
+	}
+	eventually(t, "the REST decision dropped as a dry run", func() bool { return len(s.log.records("dry-run")) == 1 })
+	if n := len(fake.Requests()); n != 0 {
+		t.Errorf("the fake TaskRouter got %d requests; want none without TWILIO_ACCOUNT_SID", n)
 	}
 }
 

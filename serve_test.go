@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -373,9 +374,9 @@ func TestServeExitCodes(t *testing.T) {
 		code int
 		says string
 	}{
-		{"unknown flag", nil, []string{"--nope"}, 2, "flag provided but not defined"},
-		{"argument", nil, []string{"extra"}, 2, "serve takes no arguments"},
-		{"bad duration", nil, []string{"--response-budget", "soon"}, 2, "response-budget"},
+		{"unknown flag", nil, []string{"--nope"}, 2, "reservist serve: unknown flag --nope; run 'reservist serve -h'\n"},
+		{"argument", nil, []string{"extra"}, 2, `reservist serve: unexpected argument "extra": serve takes flags only`},
+		{"bad duration", nil, []string{"--response-budget", "soon"}, 2, `reservist serve: --response-budget "soon": not a duration; give a number with a unit, like 30s, 2m or 1h30m; run 'reservist serve -h'` + "\n"},
 		{"bad env", map[string]string{"RESERVIST_REST_CONCURRENCY": "many"}, nil, 2, "RESERVIST_REST_CONCURRENCY"},
 		{"zero concurrency", nil, []string{"--rest-concurrency", "0"}, 2, "--rest-concurrency"},
 		{"bad log format", nil, []string{"--log-format", "xml"}, 2, "--log-format"},
@@ -385,7 +386,7 @@ func TestServeExitCodes(t *testing.T) {
 		{"callback path /healthz", nil, []string{"--callback-path", "/healthz"}, 2, "--callback-path"},
 		{"bad listen", nil, []string{"--listen", "nowhere"}, 2, "--listen"},
 		{"account SID alone", map[string]string{"TWILIO_ACCOUNT_SID": taskroutertest.DefaultAccountSid}, nil, 2, "TWILIO_AUTH_TOKEN"},
-		{"token alone", map[string]string{"TWILIO_AUTH_TOKEN": "tok"}, nil, 2, "TWILIO_ACCOUNT_SID"},
+		{"token with a dash", map[string]string{"TWILIO_AUTH_TOKEN": "t-o-k"}, nil, 2, "TWILIO_AUTH_TOKEN may hold only letters and digits"},
 		{"API key without secret", map[string]string{"TWILIO_ACCOUNT_SID": taskroutertest.DefaultAccountSid, "TWILIO_AUTH_TOKEN": "tok", "TWILIO_API_KEY": "SK1"}, nil, 2, "TWILIO_API_SECRET"},
 		{"API secret without key", map[string]string{"TWILIO_ACCOUNT_SID": taskroutertest.DefaultAccountSid, "TWILIO_API_SECRET": "s"}, nil, 2, "TWILIO_API_KEY"},
 		{"malformed account SID", map[string]string{"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "tok"}, nil, 2, "TWILIO_ACCOUNT_SID must be AC"},
@@ -396,7 +397,6 @@ func TestServeExitCodes(t *testing.T) {
 		{"cannot listen", creds, []string{"--listen", busy.Addr().String()}, 3, "cannot listen"},
 		{"admin cannot listen", creds, []string{"--admin-listen", busy.Addr().String()}, 3, "cannot listen"},
 		{"state dir unusable", creds, []string{"--state-dir", filepath.Join(notDir, "state")}, 3, "state dir"},
-		{"help", nil, []string{"-h"}, 0, "RESERVIST_CALLBACK_PATH"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -406,10 +406,16 @@ func TestServeExitCodes(t *testing.T) {
 			}
 		})
 	}
+	// -h prints the flags, each with its variable, to stdout, and exits 0.
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"serve", "-h"}, func(string) string { return "" }, &stdout, &stderr); err != nil || stderr.Len() > 0 ||
+		!strings.Contains(stdout.String(), "(env RESERVIST_CALLBACK_PATH)") {
+		t.Errorf("serve -h = %v, stdout:\n%s\nstderr:\n%s\nwant the flags on stdout", err, stdout.String(), stderr.String())
+	}
 	// Every error of a bad rules file is printed, one FILE:LINE:COL line each.
-	_, stderr := exitOf(t, nil, append(slices.Clone(base), "--rules", bad)...)
-	if n := strings.Count(stderr, bad+":"); n < 2 {
-		t.Errorf("bad rules printed %d error lines; want every error:\n%s", n, stderr)
+	_, printed := exitOf(t, nil, append(slices.Clone(base), "--rules", bad)...)
+	if n := strings.Count(printed, bad+":"); n < 2 {
+		t.Errorf("bad rules printed %d error lines; want every error:\n%s", n, printed)
 	}
 }
 

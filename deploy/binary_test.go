@@ -116,16 +116,33 @@ func serveFlags(t *testing.T) serveHelp {
 			return
 		}
 		help = serveHelp{map[string]string{}, map[string]string{}}
-		// "  -listen address\n    \tcallback listener address (env RESERVIST_LISTEN) (default "127.0.0.1:8080")"
-		re := regexp.MustCompile(`(?m)^  -([a-z][a-z0-9-]*)[^\n]*\n\s+[^\n]*\(env (RESERVIST_[A-Z0-9_]+)\)(?: \(default ([^\n]*)\))?$`)
-		for _, m := range re.FindAllStringSubmatch(string(out), -1) {
-			help.flagOf[m[2]] = m[1]
-			if d, err := strconv.Unquote(m[3]); err == nil {
-				help.defaults[m[1]] = d
+		// Each flag is a line "  --listen address" and its usage below it, indented and
+		// wrapped, ending "(env RESERVIST_LISTEN) (default "127.0.0.1:8080")".
+		flagLine := regexp.MustCompile(`^  --?([a-z][a-z0-9-]*)\b`)
+		tail := regexp.MustCompile(`\(env (RESERVIST_[A-Z0-9_]+)\)(?: \(default (.*)\))?$`)
+		var name, usage string
+		flush := func() {
+			if m := tail.FindStringSubmatch(usage); name != "" && m != nil {
+				help.flagOf[m[1]] = name
+				if d, err := strconv.Unquote(m[2]); err == nil {
+					help.defaults[name] = d
+				} else {
+					help.defaults[name] = m[2]
+				}
+			}
+			name, usage = "", ""
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if m := flagLine.FindStringSubmatch(line); m != nil {
+				flush()
+				name = m[1]
+			} else if name != "" && strings.HasPrefix(line, "        ") {
+				usage = strings.TrimSpace(usage + " " + strings.TrimSpace(line))
 			} else {
-				help.defaults[m[1]] = m[3]
+				flush()
 			}
 		}
+		flush()
 		if help.flagOf["RESERVIST_LISTEN"] != "listen" || help.flagOf["RESERVIST_RULES"] != "rules" {
 			helpErr = fmt.Errorf("could not read the flags from reservist serve -h:\n%s", out)
 		}

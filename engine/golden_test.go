@@ -37,9 +37,10 @@ func TestGolden(t *testing.T) {
 			if err != nil || len(cs) == 0 {
 				t.Fatalf("cases.Load: %d cases, %v", len(cs), err)
 			}
-			rep := cases.Run(engine.New(set), cs, nil)
+			// Strict, as CI should run reservist test: a case with a warning fails.
+			rep := cases.RunWith(engine.New(set), cs, cases.Options{Strict: true})
 			if *update {
-				written, err := rep.Update()
+				written, err := rep.Update(false)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -50,10 +51,13 @@ func TestGolden(t *testing.T) {
 			}
 			for _, r := range rep.Results {
 				if !r.Passed() {
+					for _, w := range r.Case.Warnings {
+						t.Errorf("%s", w)
+					}
 					if r.Err != nil {
 						t.Errorf("%s: %v", r.Case.Name, r.Err)
-					} else {
-						t.Errorf("%s: decision differs from %s (-want +got):\n%s", r.Case.Name, r.Case.Golden, r.Diff)
+					} else if r.Diff != "" {
+						t.Errorf("%s: decision differs from %s (- golden, + actual):\n%s", r.Case.Name, r.Case.Golden, r.Diff)
 					}
 				}
 			}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/expr-lang/expr/conf"
 	"gopkg.in/yaml.v3"
+
+	"github.com/reservist/reservist/internal/typo"
 )
 
 var (
@@ -426,35 +428,9 @@ func nodeText(n *yaml.Node) string {
 
 // suggest offers the closest valid word for a likely typo.
 func suggest(got string, valid []string) string {
-	best, bestD := "", 3
-	for _, v := range valid {
-		if d := distance(got, v); d < bestD {
-			best, bestD = v, d
-		}
-	}
+	best := typo.Closest(got, valid)
 	if best == "" {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %s?)", best)
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

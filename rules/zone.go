@@ -9,6 +9,8 @@ import (
 	// The tz database is built into every program that reads rules files, so that zones
 	// load in an image without one (scratch, distroless) just as on a laptop.
 	_ "time/tzdata"
+
+	"github.com/reservist/reservist/internal/typo"
 )
 
 // zoneExamples end every message about a zone: what a right name looks like.
@@ -55,10 +57,10 @@ func suggestZone(name string) string {
 		if cand == want {
 			return z
 		}
-		d := distance(want, cand)
+		d := typo.Distance(want, cand)
 		if city {
 			if i := strings.LastIndexByte(cand, '/'); i >= 0 {
-				d = min(d, distance(want, cand[i+1:]))
+				d = min(d, typo.Distance(want, cand[i+1:]))
 			}
 		}
 		if d < bestD {

@@ -128,13 +128,13 @@ func TestCaptureWritesCases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Run(e, cs, nil).Update(); err != nil {
+	if _, err := Run(e, cs, nil).Update(false); err != nil {
 		t.Fatal(err)
 	}
 	rep := Run(e, cs, nil)
 	if rep.Passed != 3 || rep.Failed != 0 {
 		var b strings.Builder
-		rep.Print(&b)
+		rep.Print(&b, false)
 		t.Errorf("after --update, captured cases: %s", b.String())
 	}
 	if rep.Results[0].Got.Rule != "chat" || rep.Results[2].Got.Rule != "on_error" {

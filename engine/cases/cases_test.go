@@ -21,9 +21,12 @@ TaskAttributes:
 WorkerAttributes: '{"open_chats": 2}'
 Empty:
 `
-	got, err := cases.Parse("c.yaml", []byte(src))
+	got, warnings, err := cases.Parse("c.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(warnings) != 1 || warnings[0].String() != `c.yaml:8:1: warning: unknown callback parameter "Empty": TaskRouter sends TaskAttributes, WorkerAttributes, TaskAge, TaskPriority, Timestamp and the SIDs (TaskSid, WorkerSid, ReservationSid, …); the rules see any other in params` {
+		t.Errorf("Parse(c.yaml) warnings = %v; want one, for Empty", warnings)
 	}
 	want := url.Values{
 		"TaskSid":          {"WT1"},
@@ -37,23 +40,67 @@ Empty:
 	}
 }
 
+// A case file that does not parse is an error located in it, FILE:LINE:COL: columns counted
+// by hand; a YAML syntax error has the line yaml.v3 gives (where the construct it could not
+// finish starts) and column 1, as rules files do.
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ path, src, want string }{
 		{"c.yaml", "- a\n- b\n", "c.yaml:1:1: a case is a mapping of callback parameters"},
-		{"c.yaml", "a: [\n", "c.yaml: yaml:"},
-		{"c.form", "a=%zz", "c.form: not a form body"},
-		{"c.json", "{}", "a case file ends in .yaml or .form"},
+		{"c.yaml", "TaskSid: WT1\na: [\n", "c.yaml:2:1: invalid YAML: did not find expected node content"},
+		{"c.yaml", "TaskAttributes:\n  channel: chat\n WorkerAttributes: {}\n", "c.yaml:2:1: invalid YAML: did not find expected key"},
+		{"c.yaml", "[a]: 1\n", "c.yaml:1:1: a parameter's name is a plain word"},
+		{"c.form", "a=%zz", "c.form:1:3: not a form body: a bad escape: % must be followed by two hex digits"},
+		{"c.form", "\n\n  TaskSid=WT1&a=%7", "c.form:3:17: not a form body: a bad escape"},
+		{"c.form", "a=1;b=2", "c.form:1:4: not a form body: a ; between parameters"},
+		{"c.json", "{}", "c.json:1:1: a case file ends in .yaml (parameters as a mapping) or .form"},
 	}
 	for _, tt := range tests {
-		_, err := cases.Parse(tt.path, []byte(tt.src))
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("Parse(%s, %q) error = %v; want it to contain %q", tt.path, tt.src, err, tt.want)
+		_, _, err := cases.Parse(tt.path, []byte(tt.src))
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("Parse(%s, %q) error = %v; want it to start %q", tt.path, tt.src, err, tt.want)
 		}
 	}
 }
 
+// A .yaml key that is no callback parameter is a warning at the key, with the parameter
+// meant when it is a near miss; a key given twice is one too. Known names, in any spelling
+// TaskRouter uses, are not.
+func TestParseWarnings(t *testing.T) {
+	src := `TaskSid: WT1
+ReservationSid: WR1
+TaskAtributes: {channel: chat}
+WorkerAttributes: {}
+taskage: 3
+TaskSid: WT2
+TaskChannelUniqueName: voice
+`
+	got, warnings, err := cases.Parse("cases/x.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, w := range warnings {
+		lines = append(lines, w.String())
+	}
+	want := []string{
+		`cases/x.yaml:3:1: warning: unknown callback parameter "TaskAtributes" (did you mean TaskAttributes?)`,
+		`cases/x.yaml:5:1: warning: unknown callback parameter "taskage" (did you mean TaskAge?)`,
+		`cases/x.yaml:6:1: warning: TaskSid is given twice; the last one counts`,
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+	if got.Get("TaskSid") != "WT2" || got.Get("TaskAtributes") != `{"channel":"chat"}` {
+		t.Errorf("params = %v; want the misspelt key kept as written and the last TaskSid", got)
+	}
+	// A .form case is what TaskRouter sent: whatever it holds is not a typo.
+	if _, warnings, err := cases.Parse("c.form", []byte("Extra=1&TaskAttributes=%7B%7D")); err != nil || len(warnings) != 0 {
+		t.Errorf("Parse(c.form) = %v, %v; want no warnings", warnings, err)
+	}
+}
+
 func TestParseForm(t *testing.T) {
-	got, err := cases.Parse("c.form", []byte("TaskAttributes=%7B%7D&TaskAge=3\n"))
+	got, _, err := cases.Parse("c.form", []byte("TaskAttributes=%7B%7D&TaskAge=3\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,12 +8,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/rules"
 )
@@ -140,8 +140,10 @@ func (g *Golden) decision() (decision, error) {
 	return c, nil
 }
 
-// Diff compares two golden decisions by meaning and returns a readable difference
-// (- want, + got), or "" if they agree.
+// Diff compares two golden decisions by meaning and returns their difference as a line
+// diff of their JSON (- want, + got), or "" if they agree. Both are written in canonical
+// form first (keys sorted, the delay as Go writes it, a one-item list as its item), so that
+// the lines that differ are the ones whose meaning does.
 func Diff(want, got *Golden) (string, error) {
 	w, err := want.decision()
 	if err != nil {
@@ -151,7 +153,31 @@ func Diff(want, got *Golden) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return cmp.Diff(w, g), nil
+	if reflect.DeepEqual(w, g) {
+		return "", nil
+	}
+	return LineDiff(w.json(), g.json()), nil
+}
+
+// json writes a decision as a golden file holds it: indented JSON, rule, response and rest
+// in that order.
+func (d decision) json() string {
+	out := struct {
+		Rule     string `json:"rule"`
+		Response any    `json:"response"`
+		REST     *REST  `json:"rest"`
+	}{Rule: d.Rule, Response: d.Response}
+	if d.REST != nil {
+		out.REST = &REST{Delay: d.REST.Delay.String(), Params: d.REST.Params}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return fmt.Sprintf("%v", out) // only parsed JSON, strings and lists: cannot fail
+	}
+	return b.String()
 }
 
 // Result is the outcome of one case.
@@ -160,42 +186,68 @@ type Result struct {
 	Decision *engine.Decision // nil when the case cannot be decided as it is (see Err)
 	Got      *Golden          // nil with Decision
 	Want     *Golden          // nil when the golden file is missing or unreadable
-	Diff     string           // - want, + got; empty when the case passes
-	// Err says why the case fails other than by its decision: it has no usable Timestamp
-	// while the rules read the time (it is not decided then), or its golden file cannot be
-	// read.
+	Diff     string           // - want, + got, as a line diff of their JSON; empty when the case passes
+	// Err says why the case fails other than by its decision: its file does not parse, it
+	// has no usable Timestamp while the rules read the time (it is not decided then), or its
+	// golden file cannot be read.
 	Err error
+	// Strict is set when the run was strict: the case's warnings fail it.
+	Strict bool
 }
 
-// Passed reports whether the case got its golden decision.
-func (r *Result) Passed() bool { return r.Err == nil && r.Want != nil && r.Diff == "" }
+// Passed reports whether the case got its golden decision (and, in a strict run, has no
+// warnings).
+func (r *Result) Passed() bool {
+	return r.Err == nil && r.Want != nil && r.Diff == "" && !(r.Strict && len(r.Case.Warnings) > 0)
+}
 
 // Report is the outcome of a run.
 type Report struct {
 	Results        []*Result
 	Passed, Failed int
-	Unreached      []string // rules no case reached, in file order
+	// Unreached are the rules no case reached, in file order; nil when the run selected
+	// cases by name, since the cases it skipped may reach them.
+	Unreached []string
+}
+
+// Options change how Run runs the cases.
+type Options struct {
+	// Filter, when set, selects the cases whose name it matches.
+	Filter *regexp.Regexp
+	// Strict makes a case's warnings fail it.
+	Strict bool
 }
 
 // Run decides every case (those whose name matches filter, when it is not nil) with e and
-// compares each decision with its golden file. A case is decided at its own Timestamp and
-// never at the time it is run: under rules that read the time, a case without a usable
-// Timestamp fails undecided, saying what to add.
+// compares each decision with its golden file; see RunWith.
 func Run(e *engine.Engine, cs []*Case, filter *regexp.Regexp) *Report {
+	return RunWith(e, cs, Options{Filter: filter})
+}
+
+// RunWith decides the cases with e and compares each decision with its golden file. A case
+// is decided at its own Timestamp and never at the time it is run: under rules that read the
+// time, a case without a usable Timestamp fails undecided, saying what to add. A case whose
+// file does not parse fails undecided too, and the others run.
+func RunWith(e *engine.Engine, cs []*Case, o Options) *Report {
 	rep := &Report{}
 	reached := map[string]bool{}
 	for _, c := range cs {
-		if filter != nil && !filter.MatchString(c.Name) {
+		if o.Filter != nil && !o.Filter.MatchString(c.Name) {
+			continue
+		}
+		if c.Err != nil {
+			rep.Failed++
+			rep.Results = append(rep.Results, &Result{Case: c, Err: c.Err, Strict: o.Strict})
 			continue
 		}
 		if err := Pinned(e.Set(), c); err != nil {
 			rep.Failed++
-			rep.Results = append(rep.Results, &Result{Case: c, Err: err})
+			rep.Results = append(rep.Results, &Result{Case: c, Err: err, Strict: o.Strict})
 			continue
 		}
 		d := e.Explain(c.Params, time.Time{}) // no arrival time: only the case's own
 		reached[d.Rule] = true
-		r := &Result{Case: c, Decision: d, Got: FromDecision(d)}
+		r := &Result{Case: c, Decision: d, Got: FromDecision(d), Strict: o.Strict}
 		r.Want, r.Err = ReadGolden(c.Golden)
 		if errors.Is(r.Err, fs.ErrNotExist) {
 			r.Err = fmt.Errorf("no golden file %s; run reservist test --update to write it", c.Golden)
@@ -210,27 +262,47 @@ func Run(e *engine.Engine, cs []*Case, filter *regexp.Regexp) *Report {
 		}
 		rep.Results = append(rep.Results, r)
 	}
-	for _, rule := range e.Set().Rules {
-		if !reached[rule.Name] {
-			rep.Unreached = append(rep.Unreached, rule.Name)
+	if o.Filter == nil {
+		rep.Unreached = []string{}
+		for _, rule := range e.Set().Rules {
+			if !reached[rule.Name] {
+				rep.Unreached = append(rep.Unreached, rule.Name)
+			}
 		}
 	}
 	return rep
 }
 
+// Warnings are the warnings of every case the run ran, in the order of the cases.
+func (rep *Report) Warnings() []rules.Diagnostic {
+	var out []rules.Diagnostic
+	for _, r := range rep.Results {
+		out = append(out, r.Case.Warnings...)
+	}
+	return out
+}
+
 // Update writes the golden file of every result whose decision differs from it (or that has
-// none) and returns the files written. A case that could not be decided gets none: the
-// error names each, with what it lacks.
-func (rep *Report) Update() ([]string, error) {
+// none) and returns the files written. A case that could not be decided gets none, and
+// neither does a case with warnings unless withWarnings is set: a typo in a case would
+// otherwise become its expected decision. The error names each such case, with what it
+// lacks.
+func (rep *Report) Update(withWarnings bool) ([]string, error) {
 	var written []string
-	var undecided []error
+	var refused []error
 	for _, r := range rep.Results {
 		if r.Passed() {
 			continue
 		}
-		if r.Got == nil {
-			undecided = append(undecided, fmt.Errorf("case %s (%s) is not decided: %w", r.Case.Name, r.Case.Path, r.Err))
+		switch {
+		case r.Got == nil:
+			refused = append(refused, fmt.Errorf("case %s (%s) is not decided: %w", r.Case.Name, r.Case.Path, r.Err))
 			continue
+		case len(r.Case.Warnings) > 0 && !withWarnings:
+			refused = append(refused, fmt.Errorf("case %s (%s) has %s, so its golden file is not written: correct the case, or pass --strict=false to write it as it is", r.Case.Name, r.Case.Path, plural(len(r.Case.Warnings), "a warning", fmt.Sprintf("%d warnings", len(r.Case.Warnings)))))
+			continue
+		case r.Want != nil && r.Diff == "":
+			continue // a strict run failed it for its warnings alone: the golden file is right
 		}
 		if err := os.WriteFile(r.Case.Golden, r.Got.Marshal(), 0o644); err != nil {
 			return written, err
@@ -238,7 +310,7 @@ func (rep *Report) Update() ([]string, error) {
 		written = append(written, r.Case.Golden)
 	}
 	sort.Strings(written)
-	return written, errors.Join(undecided...)
+	return written, errors.Join(refused...)
 }
 
 // Pinned says why a case cannot be decided under set as it is, or returns nil: when the
@@ -262,21 +334,34 @@ func Pinned(set *rules.Set, c *Case) error {
 	return fmt.Errorf("the case's Timestamp %v; %s reads the time, so the case needs one that pins it", err, set.Path)
 }
 
-// Print writes the report as `reservist test` shows it: a block per failing case with its
-// diff, the rules no case reached, and the closing line `N passed, N failed`.
-func (rep *Report) Print(w io.Writer) {
+// Print writes the report as `reservist test` shows it: a block per failing case (per case,
+// when verbose) with its warnings under a strict run and its diff, the rules no case reached,
+// and the closing line `N passed, N failed`.
+func (rep *Report) Print(w io.Writer, verbose bool) {
 	for _, r := range rep.Results {
 		if r.Passed() {
+			if verbose {
+				fmt.Fprintf(w, "--- PASS: %s (%s)\n", r.Case.Name, r.Case.Path)
+			}
 			continue
 		}
 		fmt.Fprintf(w, "--- FAIL: %s (%s)\n", r.Case.Name, r.Case.Path)
-		if r.Err != nil {
-			fmt.Fprintf(w, "    %v\n", r.Err)
-			continue
+		if r.Strict {
+			for _, d := range r.Case.Warnings {
+				d.Warning = false
+				fmt.Fprintf(w, "    %s (--strict)\n", d)
+			}
 		}
-		fmt.Fprintf(w, "    decision differs from %s (- want, + got):\n", r.Case.Golden)
-		for _, line := range strings.Split(strings.TrimRight(r.Diff, "\n"), "\n") {
-			fmt.Fprintf(w, "    %s\n", line)
+		switch {
+		case r.Err != nil:
+			for _, line := range rules.ErrorLines(r.Err) {
+				fmt.Fprintf(w, "    %s\n", line)
+			}
+		case r.Diff != "":
+			fmt.Fprintf(w, "    decision differs from %s (- golden, + actual):\n", r.Case.Golden)
+			for _, line := range strings.Split(strings.TrimRight(r.Diff, "\n"), "\n") {
+				fmt.Fprintf(w, "    %s\n", line)
+			}
 		}
 	}
 	if len(rep.Unreached) > 0 {

@@ -63,7 +63,7 @@ func TestRunPinsTime(t *testing.T) {
 		t.Errorf("Run = %d passed, %d failed; want 2 and 3", rep.Passed, rep.Failed)
 	}
 	var out strings.Builder
-	rep.Print(&out)
+	rep.Print(&out, false)
 	for _, want := range []string{
 		"--- FAIL: unpinned (" + filepath.Join(dir, "unpinned.yaml") + ")\n    the case has no Timestamp, and rules.yaml reads the time (now, open); add one to pin the callback's time, like Timestamp: 2026-03-09T09:15:00-04:00",
 		"--- FAIL: unpinned-form (" + filepath.Join(dir, "unpinned-form.form") + ")\n    the case has no Timestamp, and rules.yaml reads the time (now, open); add one to pin the callback's time, like &Timestamp=1773062100",
@@ -74,7 +74,7 @@ func TestRunPinsTime(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
 	}
-	written, err := rep.Update()
+	written, err := rep.Update(false)
 	if len(written) != 0 || err == nil || !strings.Contains(err.Error(), "case unpinned-form ("+filepath.Join(dir, "unpinned-form.form")+") is not decided: the case has no Timestamp") {
 		t.Errorf("Update() = %v, %v; want nothing written, and an error naming each undecided case", written, err)
 	}

@@ -18,14 +18,21 @@ const (
 )
 
 // Credentials are an account's Twilio credentials. The auth token checks callback
-// signatures; REST calls authenticate with the account SID and the auth token, or with an
-// API key and its secret.
+// signatures, and is a complete configuration alone: REST decisions are then a dry run. REST
+// calls need the account SID too, and authenticate with the auth token or with an API key and
+// its secret.
 type Credentials struct {
 	AccountSid, AuthToken, APIKey, APISecret string
 }
 
 // FromEnv reads the credentials from Twilio's variables and checks them as a whole: every
-// problem is an error that names its variable.
+// problem is an error that names its variable and says what is right. This is the one rule
+// of which credentials serve takes (docs/taskrouter.md):
+//   - TWILIO_AUTH_TOKEN alone: callbacks are signature-checked, REST decisions dry-run;
+//   - TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN, or with TWILIO_API_KEY and TWILIO_API_SECRET:
+//     REST calls are sent too;
+//   - an account SID with neither secret, an API key without its secret or the reverse, an
+//     API key without the account SID, or a value of the wrong shape: an error.
 func FromEnv(getenv func(string) string) (Credentials, error) {
 	c := Credentials{
 		AccountSid: getenv(EnvAccountSid),
@@ -43,6 +50,7 @@ func (c Credentials) REST() bool {
 
 var (
 	accountSidRE = regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`)
+	apiKeyRE     = regexp.MustCompile(`^SK[0-9a-fA-F]{32}$`)
 	// twilio-go refuses other characters in credentials, on every call; say so once, at start.
 	credentialRE = regexp.MustCompile(`^[a-zA-Z0-9]+$`)
 )
@@ -52,27 +60,29 @@ var (
 func (c Credentials) check() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.AccountSid != "" && !accountSidRE.MatchString(c.AccountSid) {
+		bad("%s must be AC followed by 32 hex digits, the account SID the Twilio Console shows (like AC0123456789abcdef0123456789abcdef)", EnvAccountSid)
+	}
+	if c.APIKey != "" && !apiKeyRE.MatchString(c.APIKey) {
+		bad("%s must be SK followed by 32 hex digits, the API key's SID (its secret goes in %s)", EnvAPIKey, EnvAPISecret)
+	}
+	for _, v := range []struct{ name, value, what string }{
+		{EnvAuthToken, c.AuthToken, "the account's auth token from the Twilio Console (32 hex digits)"},
+		{EnvAPISecret, c.APISecret, "the secret Twilio showed once when the API key was made"},
+	} {
+		if v.value != "" && !credentialRE.MatchString(v.value) {
+			bad("%s may hold only letters and digits, as Twilio's do: it is %s", v.name, v.what)
+		}
+	}
 	switch {
 	case c.APIKey != "" && c.APISecret == "":
-		bad("%s is set but %s is not", EnvAPIKey, EnvAPISecret)
+		bad("%s is set but %s is not: set both, or neither", EnvAPIKey, EnvAPISecret)
 	case c.APISecret != "" && c.APIKey == "":
-		bad("%s is set but %s is not", EnvAPISecret, EnvAPIKey)
-	case c.AccountSid == "" && (c.AuthToken != "" || c.APIKey != ""):
-		bad("%s is not set, but %s or %s is: set it too", EnvAccountSid, EnvAuthToken, EnvAPIKey)
+		bad("%s is set but %s is not: set both, or neither", EnvAPISecret, EnvAPIKey)
 	case c.AccountSid != "" && c.AuthToken == "" && c.APIKey == "":
-		bad("%s is set without %s (or %s and %s)", EnvAccountSid, EnvAuthToken, EnvAPIKey, EnvAPISecret)
-	}
-	if c.AccountSid != "" && !accountSidRE.MatchString(c.AccountSid) {
-		bad("%s must be AC followed by 32 hex digits", EnvAccountSid)
-	}
-	if c.REST() {
-		for _, v := range []struct{ name, value string }{
-			{EnvAuthToken, c.AuthToken}, {EnvAPIKey, c.APIKey}, {EnvAPISecret, c.APISecret},
-		} {
-			if v.value != "" && !credentialRE.MatchString(v.value) {
-				bad("%s may hold only letters and digits, as Twilio's do", v.name)
-			}
-		}
+		bad("%s is set without a secret: set %s (or %s and %s) with it to send REST calls, or unset it", EnvAccountSid, EnvAuthToken, EnvAPIKey, EnvAPISecret)
+	case c.AccountSid == "" && c.APIKey != "":
+		bad("%s and %s are set but %s is not: REST calls need the account too (%s alone is enough to check signatures)", EnvAPIKey, EnvAPISecret, EnvAccountSid, EnvAuthToken)
 	}
 	return errors.Join(errs...)
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"slices"
@@ -60,10 +59,34 @@ func CheckReservationTimeout(d time.Duration) error {
 	return nil
 }
 
-// ParseServe reads serve's flags, then fills every flag not given from its
-// RESERVIST_* variable (a repeatable flag's holds a comma-separated list), then checks the
-// whole. Errors are usage errors (exit 2) and name the flag or variable at fault.
-func ParseServe(args []string, getenv func(string) string, stderr io.Writer) (*Serve, error) {
+// ParseServe reads serve's flags, then fills every flag not given from its RESERVIST_*
+// variable, then checks the whole (see DeclareServe). Errors are usage errors (exit 2) and
+// name the flag or variable at fault; -h is flag.ErrHelp.
+func ParseServe(args []string, getenv func(string) string) (*Serve, error) {
+	fs := cli.NewFlags("serve")
+	finish := DeclareServe(fs)
+	pos, err := cli.Parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		return nil, cli.Usagef("unexpected argument %q: serve takes flags only", pos[0])
+	}
+	return finish(getenv)
+}
+
+// ServeDoc is what `reservist help serve` says before the flags.
+const ServeDoc = `Runs the callback server: it answers TaskRouter's assignment callbacks from the rules file, reloads the file when it changes, and carries out the decisions that go by REST.
+
+Every flag has an environment variable, named beside it; flags win over the environment, and a repeatable flag's variable is a comma-separated list.
+
+Twilio's credentials come from Twilio's own variables. TWILIO_AUTH_TOKEN alone checks callback signatures, and REST decisions are logged as a dry run and dropped; TWILIO_ACCOUNT_SID with it (or with TWILIO_API_KEY and TWILIO_API_SECRET) sends them.`
+
+// DeclareServe declares serve's flags on fs and returns what, once fs has parsed the
+// command line, fills every flag not given from its RESERVIST_* variable (a repeatable
+// flag's holds a comma-separated list), reads Twilio's credentials and checks the whole.
+// Its errors are usage errors (exit 2) and name the flag or variable at fault.
+func DeclareServe(fs *flag.FlagSet) func(getenv func(string) string) (*Serve, error) {
 	c := &Serve{}
 	var (
 		paths       = &cli.List{Values: []string{"/assignment_callback"}}
@@ -72,12 +95,10 @@ func ParseServe(args []string, getenv func(string) string, stderr io.Writer) (*S
 		publicURL   string
 		adminListen string
 	)
-	fs := flag.NewFlagSet("reservist serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.StringVar(&c.Rules, "rules", "rules.yaml", "the rules `file`")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "callback listener `address`")
 	fs.Var(paths, "callback-path", "`path` TaskRouter calls; repeatable")
-	fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:9090", "admin listener `address` (metrics, reload, rules status); off disables it")
+	fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:9090", "admin listener `address` (metrics, reload, rules status, playground); off disables it")
 	fs.StringVar(&publicURL, "public-url", "", "scheme://host[:port] `URL` TaskRouter uses to reach reservist, for signature checks behind proxies (default: the request's own)")
 	fs.StringVar(&c.StateDir, "state-dir", ".reservist", "`directory` where the REST outbox keeps pending actions (created if missing)")
 	fs.DurationVar(&c.ReservationTimeout, "reservation-timeout", DefaultReservationTimeout, "the Workflow's TaskReservationTimeout: REST actions are abandoned after it")
@@ -87,62 +108,44 @@ func ParseServe(args []string, getenv func(string) string, stderr io.Writer) (*S
 	fs.DurationVar(&c.ReloadPoll, "reload-poll", 30*time.Second, "checksum poll of the rules file, besides file-system events; 0 disables")
 	fs.Var(caseDirs, "reload-cases", "golden-case `directory` a new rules file must pass before it replaces the serving one; repeatable")
 	fs.BoolVar(&c.InsecureSkipSignature, "insecure-skip-signature", false, "accept unsigned callbacks on a non-loopback listener (never in production)")
-	fs.StringVar(&c.LogFormat, "log-format", "json", "log `format`: json or text")
+	logFormat := cli.NewChoice(fs, "log-format", "json", []string{"json", "text"}, "log format")
 	fs.StringVar(&c.CaptureDir, "capture-dir", "", "write each authentic callback to this `directory` as a .form golden case (off by default)")
 	fs.Var(redact, "capture-redact", "attribute `keys` whose values capture replaces, in TaskAttributes and WorkerAttributes at any depth; comma-separated, repeatable")
 	fs.IntVar(&c.CaptureMax, "capture-max", cases.DefaultCaptureMax, "capture stops writing while --capture-dir holds this many .form files")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + cli.EnvName(f.Name) + ")" })
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: reservist serve [flags]
 
-Runs the callback server. Flags win over their RESERVIST_* variables; a repeatable flag's
-variable is a comma-separated list. Twilio credentials come from TWILIO_ACCOUNT_SID with
-TWILIO_AUTH_TOKEN (which also checks callback signatures) and optionally TWILIO_API_KEY +
-TWILIO_API_SECRET for REST calls.
-
-`)
-		fs.PrintDefaults()
-	}
-
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, cli.Exit(cli.OK, nil)
+	return func(getenv func(string) string) (*Serve, error) {
+		if err := cli.FromEnv(fs, getenv); err != nil {
+			return nil, cli.Exit(cli.Usage, err)
 		}
-		return nil, cli.Exit(cli.Usage, nil) // the flag package has said what is wrong
-	}
-	if fs.NArg() > 0 {
-		return nil, cli.Exit(cli.Usage, fmt.Errorf("serve takes no arguments, got %q", fs.Args()))
-	}
+		var errs []error
 
-	if err := cli.FromEnv(fs, getenv); err != nil {
-		return nil, cli.Exit(cli.Usage, err)
-	}
-	var errs []error
-
-	c.CallbackPaths, c.ReloadCases = paths.Values, caseDirs.Values
-	for _, v := range redact.Values {
-		c.CaptureRedact = append(c.CaptureRedact, cli.SplitList(v)...)
-	}
-	if adminListen != "off" {
-		c.AdminListen = adminListen
-	}
-	if publicURL != "" {
-		u, err := ParsePublicURL(publicURL)
+		c.CallbackPaths, c.ReloadCases = paths.Values, caseDirs.Values
+		c.LogFormat = logFormat.Value
+		for _, v := range redact.Values {
+			c.CaptureRedact = append(c.CaptureRedact, cli.SplitList(v)...)
+		}
+		if adminListen != "off" {
+			c.AdminListen = adminListen
+		}
+		if publicURL != "" {
+			u, err := ParsePublicURL(publicURL)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			c.PublicURL = u
+		}
+		creds, err := taskrouter.FromEnv(getenv)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		c.PublicURL = u
+		c.Credentials = creds
+		errs = append(errs, c.check()...)
+		if len(errs) > 0 {
+			return nil, cli.Exit(cli.Usage, errors.Join(errs...))
+		}
+		return c, nil
 	}
-	creds, err := taskrouter.FromEnv(getenv)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	c.Credentials = creds
-	errs = append(errs, c.check()...)
-	if len(errs) > 0 {
-		return nil, cli.Exit(cli.Usage, errors.Join(errs...))
-	}
-	return c, nil
 }
 
 // check validates values that each parsed but may not make sense.
@@ -193,9 +196,6 @@ func (c *Serve) check() []error {
 	}
 	if c.ReloadPoll < 0 {
 		bad("--reload-poll %v: must be 0 (off) or more", c.ReloadPoll)
-	}
-	if c.LogFormat != "json" && c.LogFormat != "text" {
-		bad("--log-format %q: must be json or text", c.LogFormat)
 	}
 	if c.CaptureMax < 1 {
 		bad("--capture-max %d: must be at least 1", c.CaptureMax)

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"io"
 	"slices"
 	"testing"
 	"time"
@@ -25,7 +24,7 @@ func TestPrecedence(t *testing.T) {
 		"RESERVIST_LOG_FORMAT":              "text",
 	}
 	getenv := func(k string) string { return env[k] }
-	c, err := ParseServe(nil, getenv, io.Discard)
+	c, err := ParseServe(nil, getenv)
 	if err != nil {
 		t.Fatalf("ParseServe(env only) = %v", err)
 	}
@@ -40,7 +39,7 @@ func TestPrecedence(t *testing.T) {
 	c, err = ParseServe([]string{
 		"--rules", "flag.yaml", "--callback-path", "/c", "--admin-listen", "127.0.0.1:9999",
 		"--response-budget", "1s", "--insecure-skip-signature=false", "--log-format", "json",
-	}, getenv, io.Discard)
+	}, getenv)
 	if err != nil {
 		t.Fatalf("ParseServe(flags and env) = %v", err)
 	}
@@ -49,7 +48,7 @@ func TestPrecedence(t *testing.T) {
 		t.Errorf("flags did not win over the environment: %+v", c)
 	}
 
-	c, err = ParseServe(nil, func(string) string { return "" }, io.Discard)
+	c, err = ParseServe(nil, func(string) string { return "" })
 	if err != nil {
 		t.Fatalf("ParseServe(defaults) = %v", err)
 	}
@@ -64,21 +63,21 @@ func TestPrecedence(t *testing.T) {
 func TestCapture(t *testing.T) {
 	env := map[string]string{"RESERVIST_CAPTURE_DIR": "/tmp/env", "RESERVIST_CAPTURE_REDACT": "a, b,", "RESERVIST_CAPTURE_MAX": "5"}
 	getenv := func(k string) string { return env[k] }
-	c, err := ParseServe(nil, getenv, io.Discard)
+	c, err := ParseServe(nil, getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.CaptureDir != "/tmp/env" || !slices.Equal(c.CaptureRedact, []string{"a", "b"}) || c.CaptureMax != 5 {
 		t.Errorf("capture config from the environment: dir %q redact %q max %d", c.CaptureDir, c.CaptureRedact, c.CaptureMax)
 	}
-	c, err = ParseServe([]string{"--capture-dir", "d", "--capture-redact", "x,y", "--capture-redact", "z", "--capture-max", "7"}, getenv, io.Discard)
+	c, err = ParseServe([]string{"--capture-dir", "d", "--capture-redact", "x,y", "--capture-redact", "z", "--capture-max", "7"}, getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.CaptureDir != "d" || !slices.Equal(c.CaptureRedact, []string{"x", "y", "z"}) || c.CaptureMax != 7 {
 		t.Errorf("capture config from flags: dir %q redact %q max %d", c.CaptureDir, c.CaptureRedact, c.CaptureMax)
 	}
-	c, err = ParseServe(nil, func(string) string { return "" }, io.Discard)
+	c, err = ParseServe(nil, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +85,7 @@ func TestCapture(t *testing.T) {
 		t.Errorf("capture defaults: dir %q redact %q max %d; want off, none, 1000", c.CaptureDir, c.CaptureRedact, c.CaptureMax)
 	}
 	for _, bad := range []string{"0", "-1"} {
-		if _, err := ParseServe([]string{"--capture-max", bad}, func(string) string { return "" }, io.Discard); err == nil {
+		if _, err := ParseServe([]string{"--capture-max", bad}, func(string) string { return "" }); err == nil {
 			t.Errorf("--capture-max %s accepted", bad)
 		}
 	}
