@@ -16,7 +16,7 @@ var (
 	topKeys = []Key{
 		{Name: "version", Required: true, Doc: "format version; must be 1"},
 		{Name: "vars", Doc: "constants, used as vars.NAME in expressions and ${ } templates"},
-		{Name: "rules", Doc: "tried top to bottom; the first whose when is true decides"},
+		{Name: "rules", Required: true, Doc: "tried top to bottom; the first whose when is true decides (rules: [] to decide every callback by default)"},
 		{Name: "default", Doc: "what to do when no rule matches (default: do: defer)"},
 		{Name: "on_error", Doc: "what to do when the callback cannot be decided (default: do: defer)"},
 	}

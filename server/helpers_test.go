@@ -218,7 +218,9 @@ func writeFile(path, content string) error { return os.WriteFile(path, []byte(co
 // newRecorder serves one request without a network.
 func newRecorder(h http.Handler, method, target string) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
+	req := httptest.NewRequest(method, target, nil)
+	req.Host = "127.0.0.1:9090" // as an operator's curl addresses the admin listener
+	h.ServeHTTP(rec, req)
 	return rec
 }
 

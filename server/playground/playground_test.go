@@ -519,7 +519,7 @@ func TestLocalOnly(t *testing.T) {
 			t.Errorf("GET /recent with Host %s = %d; want %d", host, status, want)
 		}
 	}
-	// The admin routes behind it are not the playground's to refuse.
+	// The admin routes beside it are refused alike: every one is unauthenticated.
 	req, _ := http.NewRequest("GET", h.srv.URL+"/metrics", nil)
 	req.Host = "prometheus.svc"
 	resp, err := h.srv.Client().Do(req)
@@ -527,8 +527,8 @@ func TestLocalOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("GET /metrics with Host prometheus.svc = %d; want 200", resp.StatusCode)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET /metrics with Host prometheus.svc = %d; want 403", resp.StatusCode)
 	}
 }
 
