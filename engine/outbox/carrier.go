@@ -178,6 +178,9 @@ func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step
 	}
 	t, ok, until := c.gate.admit(now)
 	if !ok {
+		if until.After(a.Deadline) {
+			return c.Abandon(a, attempt, "every call is held back past the deadline (TaskRouter answered 429, or failed until the circuit breaker opened)", keep)
+		}
 		step := Step{Outcome: Held, Next: until}
 		keep(step)
 		return step
@@ -225,6 +228,9 @@ func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step
 		wait = he.RetryAfter
 	}
 	next := now.Add(wait)
+	if held := c.gate.heldUntil(now); held.After(next) {
+		next, wait = held, held.Sub(now) // this failure may have opened the breaker
+	}
 	if next.After(a.Deadline) {
 		return c.Abandon(a, attempt+1, fmt.Sprintf("next attempt would be after the deadline: %v", scrubbed(a, err)), keep)
 	}

@@ -18,6 +18,11 @@ const MaxFileSize = 8 << 20
 // grows meanwhile cannot take more. A FIFO, device, socket or directory is refused without
 // a byte being read, and so is a larger file.
 func ReadFile(path string) ([]byte, error) {
+	// Stat first, to name what is there (a socket cannot even be opened); the descriptor's
+	// own Stat below is what counts, should the path change in between.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, notRegular(path, fi.Mode())
+	}
 	// O_NONBLOCK: opening a FIFO would otherwise wait for a writer, holding whoever reads.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
@@ -29,7 +34,7 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is %s, not a regular file; reservist reads rules only from a regular file or a symlink to one", path, kind(fi.Mode()))
+		return nil, notRegular(path, fi.Mode())
 	}
 	if fi.Size() > MaxFileSize {
 		return nil, tooLarge(path, fi.Size())
@@ -42,6 +47,10 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, tooLarge(path, int64(len(data)))
 	}
 	return data, nil
+}
+
+func notRegular(path string, m fs.FileMode) error {
+	return fmt.Errorf("%s is %s, not a regular file; reservist reads rules only from a regular file or a symlink to one", path, kind(m))
 }
 
 func tooLarge(path string, size int64) error {

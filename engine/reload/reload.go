@@ -135,7 +135,7 @@ type Source interface {
 var _ Source = (*Reloader)(nil)
 
 // DefaultSettle is Options.Settle's default.
-const DefaultSettle = 100 * time.Millisecond
+const DefaultSettle = 250 * time.Millisecond
 
 // MaxSettleReads bounds the reads of a file that keeps changing before the reload gives up.
 const MaxSettleReads = 50

@@ -82,6 +82,11 @@ type store struct {
 
 	committing atomic.Int64 // unix nanoseconds when the running commit began; 0 when none runs
 
+	// Tests stand in for a frozen or failing disk with these: hold runs before each
+	// commit, fail inside it (its error fails the whole transaction).
+	testHold atomic.Pointer[func()]
+	testFail atomic.Pointer[func() error]
+
 	// Owned by the committer goroutine.
 	withdrawals []string // reservations whose insert committed after its caller gave up
 	lost        bool     // the file was found removed and is not written out anew yet
@@ -144,6 +149,10 @@ func openDB(path string) (*bolt.DB, *os.File, error) {
 		return nil, nil, fmt.Errorf("outbox: open %s: %w", path, err)
 	}
 	err = protect(func() error {
+		missing := false
+		if err := db.View(func(tx *bolt.Tx) error { missing = tx.Bucket(actionsBucket) == nil; return nil }); err != nil || !missing {
+			return err
+		}
 		return db.Update(func(tx *bolt.Tx) error {
 			_, err := tx.CreateBucketIfNotExists(actionsBucket)
 			return err
@@ -225,7 +234,7 @@ func (s *store) commit() {
 
 // run commits a batch of writes, and the withdrawals left from earlier ones.
 func (s *store) run(batch []*write) {
-	live := batch[:0]
+	live := make([]*write, 0, len(batch)) // run drops failed writes from its own copy
 	for _, w := range batch {
 		if w.state.CompareAndSwap(writeWaiting, writeTaken) {
 			live = append(live, w)
@@ -244,8 +253,16 @@ func (s *store) run(batch []*write) {
 		withdrawals := s.withdrawals
 		start := time.Now()
 		s.committing.Store(start.UnixNano())
+		if hold := s.testHold.Load(); hold != nil {
+			(*hold)()
+		}
 		err := protect(func() error {
 			return s.db.Update(func(tx *bolt.Tx) error {
+				if fail := s.testFail.Load(); fail != nil {
+					if err := (*fail)(); err != nil {
+						return err
+					}
+				}
 				if err := withdraw(tx, withdrawals, start); err != nil {
 					return err
 				}
@@ -479,17 +496,29 @@ var (
 // insert stores a as pending unless its reservation is already known. When ctx ends
 // before the commit, it fails, and the record is withdrawn if the commit lands after all.
 func (s *store) insert(ctx context.Context, a outbox.Action, now time.Time) (bool, error) {
+	w, inserted, err := s.insertWrite(a, now)
+	if err != nil {
+		return false, err
+	}
+	if err := s.do(ctx, w); err != nil {
+		return false, fmt.Errorf("outbox: store action: %w", err)
+	}
+	return *inserted, nil
+}
+
+// insertWrite is insert's write; inserted says, once it committed, whether it stored a.
+func (s *store) insertWrite(a outbox.Action, now time.Time) (w *write, inserted *bool, err error) {
 	key := []byte(a.ReservationSid)
 	val, err := json.Marshal(newRecord(a))
 	if err != nil {
-		return false, fmt.Errorf("outbox: encode action: %w", err)
+		return nil, nil, fmt.Errorf("outbox: encode action: %w", err)
 	}
 	if len(key) > bolt.MaxKeySize || len(val) > bolt.MaxValueSize {
-		return false, fmt.Errorf("outbox: action too large to store")
+		return nil, nil, fmt.Errorf("outbox: action too large to store")
 	}
-	inserted := false
-	w := &write{op: outbox.StoreOpPut, fn: func(tx *bolt.Tx) error {
-		inserted = false
+	inserted = new(bool)
+	w = &write{op: outbox.StoreOpPut, fn: func(tx *bolt.Tx) error {
+		*inserted = false
 		b := tx.Bucket(actionsBucket)
 		if old := b.Get(key); old != nil {
 			// An unreadable record still names a reservation we have seen; refusing the
@@ -498,18 +527,15 @@ func (s *store) insert(ctx context.Context, a outbox.Action, now time.Time) (boo
 				return nil
 			}
 		}
-		inserted = true
+		*inserted = true
 		return b.Put(key, val)
 	}}
 	w.late = func() {
-		if inserted {
+		if *inserted {
 			s.withdrawals = append(s.withdrawals, a.ReservationSid)
 		}
 	}
-	if err := s.do(ctx, w); err != nil {
-		return false, fmt.Errorf("outbox: store action: %w", err)
-	}
-	return inserted, nil
+	return w, inserted, nil
 }
 
 // outcome is how an action ended, to record.
@@ -574,12 +600,10 @@ func (s *store) probe(ctx context.Context) error {
 // actions past their deadline together with finished ones that no longer need
 // remembering. unreadable lists the keys of records that do not decode.
 func (s *store) load(now time.Time) (pending, expired []outbox.Action, unreadable []string, err error) {
+	var drop [][]byte
 	err = protect(func() error {
-		return s.db.Update(func(tx *bolt.Tx) error {
-			pending, expired, unreadable = nil, nil, nil
-			b := tx.Bucket(actionsBucket)
-			var drop [][]byte
-			err := b.ForEach(func(k, v []byte) error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(actionsBucket).ForEach(func(k, v []byte) error {
 				r, err := decode(v)
 				switch {
 				case err != nil:
@@ -596,18 +620,21 @@ func (s *store) load(now time.Time) (pending, expired []outbox.Action, unreadabl
 				}
 				return nil
 			})
-			if err != nil {
-				return err
-			}
-			// Deleting inside ForEach would skip keys; delete afterwards.
-			for _, k := range drop {
-				if err := b.Delete(k); err != nil {
-					return err
-				}
-			}
-			return nil
 		})
 	})
+	if err == nil && len(drop) > 0 {
+		err = protect(func() error {
+			return s.db.Update(func(tx *bolt.Tx) error {
+				b := tx.Bucket(actionsBucket)
+				for _, k := range drop {
+					if err := b.Delete(k); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("outbox: load: %w", err)
 	}
