@@ -81,7 +81,7 @@ func TestCarrierLogsNoPrivateValues(t *testing.T) {
 	logs := &testkit.LogBuffer{}
 	clock := &manualClock{now: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
 	a := outbox.Action{ReservationSid: testkit.Sid("WR", 1), TaskSid: testkit.Sid("WT", 1), WorkspaceSid: testkit.WorkspaceSid,
-		Params: outbox.Params{"Instruction": "call", "CallTo": secret, "CallFrom": "+15005550006", "CallUrl": "https://example.com/x"},
+		Params:  outbox.Params{"Instruction": "call", "CallTo": secret, "CallFrom": "+15005550006", "CallUrl": "https://example.com/x"},
 		Private: []string{"CallTo"}, Received: clock.now, Deadline: clock.now.Add(time.Minute)}
 	dry := outbox.NewCarrier(outbox.CarrierOptions{Clock: clock, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	dry.Try(context.Background(), a, 0, func(outbox.Step) {})
