@@ -68,7 +68,7 @@ func startServe(t testing.TB, rulesYAML string, env map[string]string, args ...s
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	ready := make(chan listening, 1)
-	h := hooks{ready: func(l listening) { ready <- l }, hup: s.hup}
+	h := hooks{ready: func(l listening) { ready <- l }, hup: s.hup, settle: time.Millisecond}
 	go func() { s.done <- serve(ctx, all, func(k string) string { return env[k] }, s.log, h) }()
 	select {
 	case l := <-ready:

@@ -65,6 +65,9 @@ type hooks struct {
 	ready func(listening)
 	// hup, when set, stands in for SIGHUP.
 	hup <-chan os.Signal
+	// settle, when set, replaces the rules' settle time (reload.Options.Settle): tests
+	// that write whole files at once need not wait for it at every start.
+	settle time.Duration
 }
 
 // listening are the addresses serve listens on; admin is "" when the admin listener is off.
@@ -118,7 +121,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		component{
 			name: "rules",
 			open: func() (err error) {
-				rl, err = reload.New(cfg.Rules, reload.Options{Logger: logger, Gate: casesGate(cfg.ReloadCases)})
+				rl, err = reload.New(cfg.Rules, reload.Options{Logger: logger, Gate: casesGate(cfg.ReloadCases), Settle: h.settle})
 				if err != nil {
 					printRulesError(stderr, err)
 					return cli.Exit(cli.Failed, nil)

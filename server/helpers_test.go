@@ -118,7 +118,7 @@ func newHarness(t testing.TB, configure ...func(*Options)) *harness {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewJSONHandler(h.log, nil))
-	rl, err := reload.New(h.rulesFile, reload.Options{Logger: logger})
+	rl, err := reload.New(h.rulesFile, reload.Options{Logger: logger, Settle: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/reservist/reservist/engine/cases"
@@ -65,7 +66,7 @@ func newHarness(t *testing.T, configure ...func(*playground.Options)) *harness {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewJSONHandler(h.log, nil))
-	if h.rules, err = reload.New(h.rulesFile, reload.Options{Logger: logger}); err != nil {
+	if h.rules, err = reload.New(h.rulesFile, reload.Options{Logger: logger, Settle: time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	o := playground.Options{
