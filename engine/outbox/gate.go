@@ -46,6 +46,10 @@ const (
 	DefaultBreakerMaxCooldown = 30 * time.Second
 )
 
+// probeWait is how long an action held back by a probe in flight waits before it asks
+// again: the probe may take as long as a call's timeout, and once it works everyone may go.
+const probeWait = time.Second
+
 // ticket is a call the gate let through.
 type ticket struct{ probe bool }
 
@@ -71,8 +75,8 @@ func (g *gate) admit(now time.Time) (ticket, bool, time.Time) {
 			return ticket{}, false, g.until
 		}
 		if g.probing {
-			// The probe's end wakes the scheduler; this is only a fallback.
-			return ticket{}, false, now.Add(g.cooldown)
+			// Look again soon: once the probe works, everyone may go.
+			return ticket{}, false, now.Add(min(g.cooldown, probeWait))
 		}
 		g.probing = true
 		return ticket{probe: true}, true, time.Time{}
@@ -91,7 +95,7 @@ func (g *gate) heldUntil(now time.Time) time.Time {
 	case g.open && now.Before(g.until):
 		return g.until
 	case g.open && g.probing:
-		return now.Add(g.cooldown)
+		return now.Add(min(g.cooldown, probeWait))
 	}
 	return time.Time{}
 }

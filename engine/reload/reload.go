@@ -97,7 +97,7 @@ type Options struct {
 	// Settle is how far apart two reads of the file must agree before its content replaces
 	// the serving rules, so that a file still being written (in place, in chunks) is never
 	// loaded half-written; DefaultSettle when zero. A file that keeps changing for
-	// MaxSettleReads reads is a failed reload.
+	// MaxSettle is a failed reload.
 	Settle time.Duration
 
 	// Gate vets a valid new rule set before it replaces the serving one; an error refuses it
@@ -137,8 +137,9 @@ var _ Source = (*Reloader)(nil)
 // DefaultSettle is Options.Settle's default.
 const DefaultSettle = 250 * time.Millisecond
 
-// MaxSettleReads bounds the reads of a file that keeps changing before the reload gives up.
-const MaxSettleReads = 50
+// MaxSettle bounds the wait for a file that keeps changing before the reload gives up, so
+// that a reload (and a POST /-/reload, and the shutdown that waits for it) ends soon.
+const MaxSettle = 2 * time.Second
 
 // Reloader holds the active rules and replaces them on Reload or when Watch sees the file
 // change. It is safe for concurrent use.
@@ -243,7 +244,7 @@ func (r *Reloader) read(done func(key string) bool) (data []byte, key string, er
 	if done != nil && done(key) {
 		return data, key, err
 	}
-	for range MaxSettleReads {
+	for deadline := time.Now().Add(MaxSettle); time.Now().Before(deadline); {
 		time.Sleep(r.opts.Settle)
 		again, againKey, againErr := readOnce(r.path)
 		if againKey == key {

@@ -616,3 +616,45 @@ func TestOversizedSidsAmongNormalCallbacks(t *testing.T) {
 		t.Error("an oversized SID reached the log whole")
 	}
 }
+
+// TestFigures measures what the README and the review quote: with 5,000 actions pending
+// against a TaskRouter that answers 500, 429 or hangs from the start, the REST calls per
+// second, goroutines and resident memory over ten seconds. It only logs; set
+// RESERVIST_FAULTS_FIGURES=1 to run it.
+func TestFigures(t *testing.T) {
+	if os.Getenv("RESERVIST_FAULTS_FIGURES") == "" {
+		t.Skip("set RESERVIST_FAULTS_FIGURES=1 to measure")
+	}
+	const pending = 5000
+	for _, mode := range []string{"500", "429", "hang"} {
+		t.Run(mode, func(t *testing.T) {
+			tr := newFailingTaskRouter(t, mode)
+			s := start(t, rulesFile(t, restRules), t.TempDir(), tr.URL, "--reservation-timeout", "10m")
+			idle := rssBytes(s.Cmd.Process.Pid)
+			var wg sync.WaitGroup
+			next := atomic.Uint64{}
+			for range 16 {
+				wg.Go(func() {
+					for n := next.Add(1); n <= pending; n = next.Add(1) {
+						_, _, _ = s.callback(n, `{"kind":"rest"}`)
+					}
+				})
+			}
+			wg.Wait()
+			before, t0 := tr.calls.Load(), time.Now()
+			var goroutines float64
+			var rss int64
+			for time.Since(t0) < 10*time.Second {
+				time.Sleep(500 * time.Millisecond)
+				if g, err := s.tryMetric("go_goroutines"); err == nil {
+					goroutines = max(goroutines, g)
+				}
+				rss = max(rss, rssBytes(s.Cmd.Process.Pid))
+			}
+			rate := float64(tr.calls.Load()-before) / time.Since(t0).Seconds()
+			lines := strings.Count(s.Log.String(), "outbox action will be retried")
+			t.Logf("TaskRouter answering %s, %d pending: %.1f REST calls/s, at most %v goroutines, RSS at most %d MB (%d MB idle), %d retry log lines",
+				mode, pending, rate, goroutines, rss>>20, idle>>20, lines)
+		})
+	}
+}

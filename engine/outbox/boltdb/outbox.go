@@ -466,7 +466,9 @@ func (o *Outbox) requeue(e *entry, next time.Time) {
 // sent again after a restart.
 func (o *Outbox) finish(e *entry, state string, now time.Time) {
 	out := outcome{sid: e.a.ReservationSid, state: state, at: now}
-	err := o.store.finish(context.Background(), []outcome{out})
+	ctx, cancel := context.WithTimeout(context.Background(), o.drain) // a frozen disk must not hold Run
+	err := o.store.finish(ctx, []outcome{out})
+	cancel()
 	o.mu.Lock()
 	delete(o.pending, e.a.ReservationSid)
 	if err != nil {

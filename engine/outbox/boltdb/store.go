@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,7 +74,6 @@ func (r record) expired(now time.Time) bool {
 type store struct {
 	path   string
 	db     *bolt.DB
-	file   *os.File // reservist's own descriptor on the file bbolt opened, to compare with the path
 	health *outbox.StoreHealth
 	log    *slog.Logger
 	writes chan *write
@@ -81,6 +81,9 @@ type store struct {
 	done   chan struct{}
 
 	committing atomic.Int64 // unix nanoseconds when the running commit began; 0 when none runs
+
+	fileMu sync.Mutex
+	file   *os.File // reservist's own descriptor on the file bbolt opened, to compare with the path
 
 	// Tests stand in for a frozen or failing disk with these: hold runs before each
 	// commit, fail inside it (its error fails the whole transaction).
@@ -90,6 +93,7 @@ type store struct {
 	// Owned by the committer goroutine.
 	withdrawals []string // reservations whose insert committed after its caller gave up
 	lost        bool     // the file was found removed and is not written out anew yet
+	stuck       bool     // writing it out anew failed, and the log has said why
 }
 
 // write is one change for the committer.
@@ -170,10 +174,20 @@ func openDB(path string) (*bolt.DB, *os.File, error) {
 	return db, f, nil
 }
 
+// closeWait bounds how long close waits for a commit under way: a frozen disk must not
+// hold shutdown. A commit cut off by the process's exit is one bbolt recovers from.
+const closeWait = 5 * time.Second
+
 func (s *store) close() error {
 	close(s.quit)
-	<-s.done
+	select {
+	case <-s.done:
+	case <-time.After(closeWait):
+		return fmt.Errorf("outbox: %s: a commit did not finish within %v; left to the process's exit", s.path, closeWait)
+	}
+	s.fileMu.Lock()
 	_ = s.file.Close()
+	s.fileMu.Unlock()
 	return s.db.Close()
 }
 
@@ -353,17 +367,22 @@ func (s *store) checkFile() error {
 		s.log.Error("outbox store file removed or replaced while running; writing it out anew", slog.String("path", s.path))
 	}
 	if err := s.rewrite(); err != nil {
-		s.log.Warn("outbox store file cannot be written out anew yet", slog.String("path", s.path), slog.String("error", err.Error()))
+		if !s.stuck { // the checks try again every second; once is enough to say why
+			s.stuck = true
+			s.log.Warn("outbox store file cannot be written out anew yet; trying again", slog.String("path", s.path), slog.String("error", err.Error()))
+		}
 		return gone
 	}
-	s.lost = false
+	s.lost, s.stuck = false, false
 	s.log.Info("outbox store file written out anew from the open copy: no pending action is lost", slog.String("path", s.path))
 	return nil
 }
 
 // sameFile reports whether the path names the open file.
 func (s *store) sameFile() bool {
+	s.fileMu.Lock()
 	own, err := s.file.Stat()
+	s.fileMu.Unlock()
 	if err != nil {
 		return false
 	}
@@ -414,8 +433,11 @@ func (s *store) rewrite() error {
 		return err
 	}
 	_ = s.db.Close()
+	s.db = db
+	s.fileMu.Lock()
 	_ = s.file.Close()
-	s.db, s.file = db, f
+	s.file = f
+	s.fileMu.Unlock()
 	return nil
 }
 
