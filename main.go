@@ -13,6 +13,10 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	// Mozilla's CA roots, for REST calls over TLS where the system has none: the image is
+	// distroless, and a static binary must not depend on the host's files.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	"github.com/reservist/reservist/internal/cli"
 )
 
@@ -26,7 +30,7 @@ const usage = `usage:
   reservist serve   [flags]                 run the callback server (the default)
   reservist check   [--rules FILE] [--strict]
   reservist test    [--rules FILE] [--update] [--run REGEX] [DIR...]
-  reservist explain [--rules FILE] CASE
+  reservist explain [--rules FILE] [--at TIME] CASE
   reservist schema
   reservist send    [--url URL] CASE
   reservist version

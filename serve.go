@@ -59,6 +59,12 @@ const (
 	gcHeadroom = 8 << 20
 )
 
+// wallClock is the clock the program decides by when a callback does not say its time: serve
+// decides a callback without a usable Timestamp at its arrival by it, and so does the
+// playground. The cases (`reservist test`, explain, --reload-cases, a draft's cases) are
+// decided at their own Timestamps and never read it; a test moves it to prove that.
+var wallClock = time.Now
+
 // hooks let a test watch and drive a serve that runs in its process.
 type hooks struct {
 	// ready, when set, is called once every listener listens, with their addresses.
@@ -216,6 +222,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 					Gatherer:           reg,
 					Playground:         bench.playground(rl, cfg, logger),
 					Observe:            bench.observe(),
+					Now:                wallClock,
 				})
 				callbacks.Handler, admin.Handler = srv.Callbacks(), srv.Admin()
 				ln, err := net.Listen("tcp", cfg.Listen)
@@ -254,8 +261,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		case token == "":
 			logger.Warn("TWILIO_AUTH_TOKEN is not set: accepting unsigned callbacks, which is allowed only because --listen is a loopback address", "listen", cfg.Listen)
 		}
-		if !cfg.Credentials.REST() {
-			logger.Warn("no Twilio REST credentials (TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN or TWILIO_API_KEY + TWILIO_API_SECRET): REST actions are logged as dry-run and dropped")
+		if rest := rl.Current().Engine.Set().RESTActions(); len(rest) > 0 && !cfg.Credentials.REST() {
+			names := make([]string, len(rest))
+			for i, a := range rest {
+				names[i] = a.Name
+			}
+			logger.Warn("TWILIO_ACCOUNT_SID is not set, so the rules' REST decisions are logged as dry-run and dropped; set it with TWILIO_AUTH_TOKEN, or with TWILIO_API_KEY and TWILIO_API_SECRET, to send them",
+				"rest_rules", names)
 		}
 		adminAddr := addrs.admin
 		if adminAddr == "" {
@@ -434,7 +446,7 @@ func (w *workbench) playground(rl reload.Source, cfg *config.Serve, logger *slog
 	if !w.on {
 		return nil
 	}
-	return playground.New(playground.Options{Rules: rl, Recent: w.recent, RecentOff: w.recentOff, CaseDirs: cfg.ReloadCases, Logger: logger})
+	return playground.New(playground.Options{Rules: rl, Recent: w.recent, RecentOff: w.recentOff, CaseDirs: cfg.ReloadCases, Logger: logger, Now: wallClock})
 }
 
 // observe is server.Options.Observe: nil when nothing watches callbacks, so that the

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 	"github.com/reservist/reservist/engine/outbox"
 	"github.com/reservist/reservist/rules"
@@ -24,12 +23,27 @@ type Engine struct {
 	answers map[*rules.Action][]byte // precomputed answers of actions with only constant fields
 	params  bool                     // some expression reads `params`: build the map
 	vms     sync.Pool
+
+	zone      *time.Location             // the rules' timezone
+	schedules map[string]*rules.Schedule // by name, for open("NAME")
 }
 
 // New prepares an engine for a parsed rule set.
 func New(set *rules.Set) *Engine {
 	e := &Engine{set: set, index: buildIndex(set), answers: map[*rules.Action][]byte{}, params: readsParams(set)}
-	e.vms.New = func() any { return &scratch{} }
+	e.zone = set.Timezone
+	if e.zone == nil {
+		e.zone = time.UTC
+	}
+	e.schedules = make(map[string]*rules.Schedule, len(set.Schedules))
+	for _, sc := range set.Schedules {
+		e.schedules[sc.Name] = sc
+	}
+	e.vms.New = func() any {
+		s := &scratch{clock: clock{schedules: e.schedules}}
+		s.open = s.clock.open // bound once: a method value allocates
+		return s
+	}
 	for _, a := range set.Actions() {
 		if vals, ok := constantValues(a); ok {
 			e.answers[a] = encodeAnswer(a, vals)
@@ -47,7 +61,8 @@ type Value struct {
 	Value any // string, int, bool or []string
 }
 
-// RuleError is a `when` that failed at run time; the rule did not match.
+// RuleError is a `when` that failed at run time; the rule did not match. Err names what the
+// expression read and its type, never its value: it is logged.
 type RuleError struct {
 	Rule string
 	Err  error
@@ -57,7 +72,10 @@ type RuleError struct {
 type Step struct {
 	Rule   string `json:"rule"`
 	Result string `json:"result"` // "match", "no" or "error"
-	Error  string `json:"error,omitempty"`
+	// Error says why the when failed, or why the instruction of a rule that matched could
+	// not be carried out (on_error decided instead). It may quote the callback's values: the
+	// trace is for the operator, not for the log.
+	Error string `json:"error,omitempty"`
 }
 
 // Results of a Step.
@@ -72,10 +90,15 @@ type Decision struct {
 	Rule       string        // the matched rule's name, "default" or "on_error"
 	Action     *rules.Action // what to do; a bare defer when on_error's own templates failed
 	Values     []Value       // the action's `with` fields, evaluated
-	Err        error         // why on_error decided, if it did
+	Err        error         // why on_error decided, if it did (see problem for what it may quote)
 	RuleErrors []RuleError   // `when`s that failed at run time
 	Trace      []Step        // every rule tried, with Explain only
 	Revision   string        // the rules revision that decided
+
+	// At is the callback's time, in the rules' timezone: its Timestamp parameter, or the
+	// time it arrived when it has no usable one. `now` is At; the outbox counts the
+	// action's delay and the reservation's timeout from it.
+	At time.Time
 
 	ReservationSid, TaskSid, WorkerSid, WorkspaceSid, WorkflowSid string
 
@@ -122,9 +145,15 @@ func (d *Decision) Params() outbox.Params {
 	return out
 }
 
-// Outbox is the decision as an outbox action, for a callback received at received on a
-// reservation that times out after timeout.
-func (d *Decision) Outbox(received time.Time, timeout time.Duration) outbox.Action {
+// Outbox is the decision as an outbox action, for a callback that arrived at arrived on a
+// reservation that times out after timeout. Its times count from At, when the reservation
+// was made, but never from later than the arrival: a Timestamp ahead of it (a sender whose
+// clock runs fast) must not keep the action past the reservation's real end.
+func (d *Decision) Outbox(arrived time.Time, timeout time.Duration) outbox.Action {
+	received := d.At
+	if !arrived.IsZero() && arrived.Before(received) {
+		received = arrived
+	}
 	return outbox.Action{
 		ReservationSid: d.ReservationSid,
 		TaskSid:        d.TaskSid,
@@ -144,28 +173,61 @@ var emptyAnswer = []byte("{}")
 // deferAction answers {} when even on_error cannot be rendered.
 var deferAction = &rules.Action{Name: "on_error", Do: rules.Defer, Via: rules.Response}
 
-// Decide decides one callback. It never fails: problems with the callback choose on_error.
-func (e *Engine) Decide(params url.Values) *Decision { return e.decide(params, false) }
+// Decide decides one callback that arrived at arrived, which is the callback's time when its
+// Timestamp parameter is missing or unusable (zero where nothing arrived: a test case). It
+// never fails: problems with the callback choose on_error.
+func (e *Engine) Decide(params url.Values, arrived time.Time) *Decision {
+	return e.decide(params, arrived, false)
+}
 
 // Explain decides like Decide and records every rule tried in Trace.
-func (e *Engine) Explain(params url.Values) *Decision { return e.decide(params, true) }
+func (e *Engine) Explain(params url.Values, arrived time.Time) *Decision {
+	return e.decide(params, arrived, true)
+}
 
-// scratch is what one decision reuses from the last: a VM and the candidate list.
+// scratch is what one decision reuses from the last: a VM, the candidate list and the
+// clock that open() reads.
 type scratch struct {
 	vm         vm.VM
 	candidates []int
 	lists      [][]int // the index's lists of candidates, merged into candidates
+	clock      clock
+	open       func(string) bool // clock.open
+}
+
+// clock answers open("NAME") at the time of the callback being decided.
+type clock struct {
+	schedules map[string]*rules.Schedule
+	now       time.Time
+}
+
+func (c *clock) open(name string) bool {
+	s := c.schedules[name]
+	return s != nil && s.Open(c.now)
 }
 
 // decide finds the first matching rule. Without a trace it runs only the index's candidates;
 // with one it runs every rule in order, so explain shows each rule's own result.
-func (e *Engine) decide(params url.Values, trace bool) *Decision {
+func (e *Engine) decide(params url.Values, arrived time.Time, trace bool) *Decision {
 	s := e.vms.Get().(*scratch)
 	defer e.vms.Put(s)
 	machine := &s.vm
 
+	at := arrived
+	if ts := param(params, ParamTimestamp); ts != "" {
+		if t, ok := parseTime(ts); ok {
+			at = t
+		}
+	}
+	at = at.In(e.zone)
 	env, envErr := newEnv(params, e.set.Vars, e.params)
+	if e.set.ReadsTime {
+		env.Now = at
+		s.clock.now = at
+		env.Open = s.open
+	}
 	d := &Decision{
+		At:             at,
 		Revision:       e.set.Revision,
 		ReservationSid: env.Reservation.Sid,
 		TaskSid:        env.Task.Sid,
@@ -192,10 +254,10 @@ func (e *Engine) decide(params url.Values, trace bool) *Decision {
 		r := e.set.Rules[i]
 		out, err := machine.Run(r.Program, env)
 		if err != nil {
-			err = oneLine(err)
+			err = runError(r.Program, env, err)
 			d.RuleErrors = append(d.RuleErrors, RuleError{Rule: r.Name, Err: err})
 			if trace {
-				d.Trace = append(d.Trace, Step{Rule: r.Name, Result: Failed, Error: err.Error()})
+				d.Trace = append(d.Trace, Step{Rule: r.Name, Result: Failed, Error: detail(err)})
 			}
 			continue
 		}
@@ -210,13 +272,16 @@ func (e *Engine) decide(params url.Values, trace bool) *Decision {
 		}
 		d.Rule = r.Name
 		if err := e.render(d, machine, env, &r.Action); err != nil {
-			e.fail(d, machine, env, err)
+			if trace {
+				d.Trace[len(d.Trace)-1].Error = "not carried out: " + detail(err)
+			}
+			e.fail(d, machine, env, prefixed(r.Name+": ", err))
 		}
 		return d
 	}
 	d.Rule = "default"
 	if err := e.render(d, machine, env, e.set.Default); err != nil {
-		e.fail(d, machine, env, err)
+		e.fail(d, machine, env, prefixed("default: ", err))
 	}
 	return d
 }
@@ -231,11 +296,15 @@ func (e *Engine) fail(d *Decision, machine *vm.VM, env *rules.Env, cause error) 
 	}
 }
 
-// render evaluates an action's fields and its answer into d.
+// render evaluates an action's fields and its answer into d, once needs has found nothing
+// that TaskRouter would fail the instruction for.
 func (e *Engine) render(d *Decision, machine *vm.VM, env *rules.Env, a *rules.Action) error {
 	vals, err := evalValues(a, machine, env)
 	if err != nil {
-		return fmt.Errorf("%s: %w", a.Name, err)
+		return err
+	}
+	if err := needs(a, vals, env); err != nil {
+		return err
 	}
 	d.Action, d.Values = a, vals
 	if ans, ok := e.answers[a]; ok {
@@ -260,7 +329,7 @@ func evalValues(a *rules.Action, machine *vm.VM, env *rules.Env) ([]Value, error
 		}
 		raw, err := p.Tmpl.Eval(machine, env)
 		if err != nil {
-			return nil, fmt.Errorf("with %s: %w", p.Field.Name, oneLine(err))
+			return nil, prefixed("with "+p.Field.Name+": ", templateError(p.Tmpl, machine, env, err))
 		}
 		if raw == nil {
 			if p.Field.Required {
@@ -289,14 +358,18 @@ func constantValues(a *rules.Action) ([]Value, bool) {
 	return vals, true
 }
 
-// oneLine drops the source snippet expr adds under a run-time error message: the message is
-// for logs and traces, one line each.
-func oneLine(err error) error {
-	var fe *file.Error
-	if errors.As(err, &fe) {
-		return errors.New(fe.Message)
+// templateError words a template's run-time error like a when's: the template does not say
+// which of its ${ } parts failed, so they are run again, on this rare path only, to find it.
+func templateError(t *rules.Template, machine *vm.VM, env *rules.Env, err error) error {
+	for _, part := range t.Parts {
+		if part.Program == nil {
+			continue
+		}
+		if _, perr := machine.Run(part.Program, env); perr != nil {
+			return runError(part.Program, env, perr)
+		}
 	}
-	return err
+	return runError(nil, env, err)
 }
 
 // readsParams reports whether any expression of the set reads `params`, or the whole

@@ -28,6 +28,14 @@ type Set struct {
 	Default  *Action        // when no rule matches
 	OnError  *Action        // when the callback cannot be decided
 	Warnings []Diagnostic   // lint findings that need no outside knowledge
+
+	// Timezone is the file's timezone, the zone `now` is given in: UTC unless it says.
+	Timezone *time.Location
+	// Schedules are the file's schedules, in file order, for open("NAME").
+	Schedules []*Schedule
+	// ReadsTime says that some expression reads the callback's time (now, open, or the
+	// whole environment): its decisions depend on the callback's Timestamp.
+	ReadsTime bool
 }
 
 // Rule is one entry of `rules`.
@@ -49,6 +57,8 @@ type Action struct {
 	Delay time.Duration
 	With  []Param // in the instruction table's order
 	Pos   Pos     // the `do` key
+	// DelayPos is where the delay is written, when it is.
+	DelayPos Pos
 }
 
 // Instruction returns the action's instruction, or nil for defer.
@@ -84,6 +94,38 @@ func (s *Set) Actions() []*Action {
 		out = append(out, &r.Action)
 	}
 	return append(out, s.Default, s.OnError)
+}
+
+// Param returns the action's named `with` field, or nil when the file does not give it.
+func (a *Action) Param(name string) *Param {
+	for i := range a.With {
+		if a.With[i].Field.Name == name {
+			return &a.With[i]
+		}
+	}
+	return nil
+}
+
+// RESTActions lists the actions that are carried out by REST: a rule, default or on_error
+// whose via is rest, or that has a delay, and whose do is not defer.
+func (s *Set) RESTActions() []*Action {
+	var out []*Action
+	for _, a := range s.Actions() {
+		if a.Via == REST && a.Do != Defer {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Schedule returns the named schedule, or nil.
+func (s *Set) Schedule(name string) *Schedule {
+	for _, sc := range s.Schedules {
+		if sc.Name == name {
+			return sc
+		}
+	}
+	return nil
 }
 
 // Rule returns the named rule, or nil.

@@ -55,6 +55,9 @@ type Options struct {
 	// callback's goroutine before the handler returns, so it must not block or do I/O. The
 	// handler does not reuse params or d afterwards: the observer may keep them, read-only.
 	Observe func(params url.Values, d *engine.Decision)
+	// Now is the wall clock a callback without a usable Timestamp is decided by; nil reads
+	// time.Now as the callback arrives.
+	Now func() time.Time
 
 	beforeDecide func() // tests hold a decision back with it
 }
@@ -67,6 +70,12 @@ type Server struct {
 
 // New returns the server for o.
 func New(o Options) *Server {
+	o = o.withDefaults()
+	return &Server{o: o, callback: newCallback(o)}
+}
+
+// withDefaults fills in what o leaves out: logs nobody reads, metrics nobody collects.
+func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -76,7 +85,7 @@ func New(o Options) *Server {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
-	return &Server{o: o, callback: newCallback(o)}
+	return o
 }
 
 // callbackFirst hands the callback paths to the callback handler without the router, whose
