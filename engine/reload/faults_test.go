@@ -235,3 +235,30 @@ func TestReloadDroppingMostRulesWarns(t *testing.T) {
 		}
 	}
 }
+
+// A file at rest — not written to for a settle time — loads on the first read, so that a
+// start on an unchanged file is not held up by the settle; a file written just now waits.
+func TestFileAtRestLoadsAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, rulesA)
+	hourAgo := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(path, hourAgo, hourAgo); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := New(path, Options{Settle: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("New on a file at rest took %v; want the first read to do, not a minute's settle", took)
+	}
+
+	writeFile(t, path, rulesB) // modified now
+	start = time.Now()
+	if _, err := New(path, Options{Settle: 200 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Errorf("New on a file written just now took %v; want it read again a settle (200ms) later", took)
+	}
+}

@@ -1,6 +1,6 @@
 // Package reload keeps the active rules: it loads rules.yaml, swaps a new rule set in only
-// when it is fully valid (and passes the optional gate) and its content read the same twice
-// a settle time apart, watches the file for changes, and reports what serves and why a
+// when it is fully valid (and passes the optional gate) and its content has not changed for a
+// settle time, watches the file for changes, and reports what serves and why a
 // reload failed.
 //
 // No reload waits on another, and none holds a lock while it reads the file, waits for it
@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,14 +235,20 @@ func (r *Reloader) reloadIfChanged(reason string) (bool, error) {
 	return true, r.apply(seq, reason, data, key, err)
 }
 
-// read returns the file's content (following symlinks, as a ConfigMap's are) once two reads
-// a settle time apart agree, with a key for it: the hex sha256, which is also the rules
+// read returns the file's content (following symlinks, as a ConfigMap's are) once it has not
+// changed for a settle time — its modification time is that old, or two reads that far apart
+// agree — with a key for it: the hex sha256, which is also the rules
 // revision, or the error text when it cannot be read, so the same missing file is not
 // reported on every poll either. A first read whose key done accepts (content that serves
 // or was tried already) is returned at once: nothing would change.
 func (r *Reloader) read(done func(key string) bool) (data []byte, key string, err error) {
 	data, key, err = readOnce(r.path)
 	if done != nil && done(key) {
+		return data, key, err
+	}
+	if err == nil && r.unchangedFor(r.opts.Settle) {
+		// Not written to for a settle time, as seen after the read: a second read could
+		// only agree. Most looks at the file, and every start on a file at rest, end here.
 		return data, key, err
 	}
 	for deadline := time.Now().Add(MaxSettle); time.Now().Before(deadline); {
@@ -254,6 +261,17 @@ func (r *Reloader) read(done func(key string) bool) (data []byte, key string, er
 	}
 	err = fmt.Errorf("read rules: %s kept changing: it is loaded once two reads %v apart agree", r.path, r.opts.Settle)
 	return nil, "error: " + err.Error(), err
+}
+
+// unchangedFor reports whether the file (through any symlinks) was last modified at least d
+// ago. A time in the future, as a network file system's clock may give, counts as changed.
+func (r *Reloader) unchangedFor(d time.Duration) bool {
+	fi, err := os.Stat(r.path)
+	if err != nil {
+		return false
+	}
+	age := time.Since(fi.ModTime())
+	return age >= d
 }
 
 // readOnce reads the file once, with its key.
