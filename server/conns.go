@@ -47,16 +47,7 @@ func NewConnMetrics() *ConnMetrics {
 
 // Register adds the metrics to reg.
 func (m *ConnMetrics) Register(reg prometheus.Registerer) error {
-	cs := []prometheus.Collector{m.open, m.limit, m.closed}
-	for i, c := range cs {
-		if err := reg.Register(c); err != nil {
-			for _, done := range cs[:i] {
-				reg.Unregister(done)
-			}
-			return err
-		}
-	}
-	return nil
+	return registerAll(reg, m.open, m.limit, m.closed)
 }
 
 // Conns bounds the connections a listener keeps open, so that a flood of idle keep-alive

@@ -84,18 +84,26 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// Register adds the metrics to reg.
-func (m *Metrics) Register(reg prometheus.Registerer) error {
-	cs := []prometheus.Collector{m.calls, m.delay, m.storeErrors, m.storeUp, m.pauses, m.paused}
-	for i, c := range cs {
-		if err := reg.Register(c); err != nil {
-			for _, done := range cs[:i] {
-				reg.Unregister(done)
-			}
-			return err
-		}
+// Register adds the metrics to reg, all of them or, on an error, none.
+func (m *Metrics) Register(reg prometheus.Registerer) error { return reg.Register(m) }
+
+// collectors are the metrics, as one Collector so that they register together.
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.calls, m.delay, m.storeErrors, m.storeUp, m.pauses, m.paused}
+}
+
+// Describe is prometheus.Collector's.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.collectors() {
+		c.Describe(ch)
 	}
-	return nil
+}
+
+// Collect is prometheus.Collector's.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.collectors() {
+		c.Collect(ch)
+	}
 }
 
 // count counts one attempt's outcome; Interrupted is not counted.
