@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/cases"
+	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/engine/taskrouter"
 	"github.com/reservist/reservist/internal/cli"
 	"github.com/reservist/reservist/internal/config"
@@ -28,9 +28,10 @@ import (
 // The commands other than serve: each declares its flags here and hands the work to the
 // package that owns it.
 
-// readRules reads a rules file for a command.
+// readRules reads a rules file as serve does (reload.ReadFile): a regular file within the
+// size limit, or an error naming the file.
 func readRules(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := reload.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read rules: %v", err)
 	}
