@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/reservist/reservist/internal/cli"
@@ -19,6 +22,23 @@ func TestMain(m *testing.M) {
 	})
 }
 
+// haveTool is the scripts' [have:NAME] condition: NAME is a program on PATH. In CI
+// (CI=true) a missing one is an error rather than a part of a script that silently never
+// runs: .ci/run installs them.
+func haveTool(cond string) (bool, error) {
+	name, ok := strings.CutPrefix(cond, "have:")
+	if !ok {
+		return false, fmt.Errorf("unknown condition %q", cond)
+	}
+	if _, err := exec.LookPath(name); err == nil {
+		return true, nil
+	}
+	if os.Getenv("CI") == "true" {
+		return false, fmt.Errorf("%s is not installed; .ci/run installs it (apt-get install %s)", name, name)
+	}
+	return false, nil
+}
+
 // TestScripts runs the CLI scripts in testdata/script: each runs the real command and checks
 // its output and exit code. $REPO is the repository root, for the example suite.
 func TestScripts(t *testing.T) {
@@ -32,5 +52,6 @@ func TestScripts(t *testing.T) {
 			env.Setenv("REPO", repo)
 			return nil
 		},
+		Condition: haveTool,
 	})
 }

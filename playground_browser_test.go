@@ -154,7 +154,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#draft-errors li`)),
 	)
 	errorsText := text(`#draft-errors`)
-	for _, want := range []string{"rules.yaml:33:16: ", "timeout must be an integer from 1 to 999", "rules.yaml:75:9: ", `unknown instruction "acept"`} {
+	for _, want := range []string{"rules.yaml:34:16: ", "timeout must be an integer from 1 to 999", "rules.yaml:76:9: ", `unknown instruction "acept"`} {
 		if !strings.Contains(errorsText, want) {
 			t.Errorf("draft errors %q lack %q", errorsText, want)
 		}

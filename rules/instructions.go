@@ -228,22 +228,22 @@ func (f *Field) Normalize(v any, literal bool) (any, error) {
 	case String, Address, URL, SID:
 		s, ok := v.(string)
 		if !ok {
-			return nil, fmt.Errorf("%s must be %s, not %s", f.Name, f.want(), describe(v))
+			return nil, fmt.Errorf("%s must be %s, not %s", f.Name, f.Want(), describe(v))
 		}
 		return s, f.checkString(s, literal)
 	case Int:
 		n, ok := asInt(v)
 		if !ok {
-			return nil, fmt.Errorf("%s must be %s, not %s", f.Name, f.want(), describe(v))
+			return nil, fmt.Errorf("%s must be %s, not %s", f.Name, f.Want(), describe(v))
 		}
 		if n < f.Min || n > f.Max {
-			return nil, fmt.Errorf("%s must be %s, not %d", f.Name, f.want(), n)
+			return nil, fmt.Errorf("%s must be %s, not %d", f.Name, f.Want(), n)
 		}
 		return n, nil
 	case Bool:
 		b, ok := v.(bool)
 		if !ok {
-			return nil, fmt.Errorf("%s must be %s, not %s", f.Name, f.want(), describe(v))
+			return nil, fmt.Errorf("%s must be %s, not %s", f.Name, f.Want(), describe(v))
 		}
 		return b, nil
 	case Enum:
@@ -254,10 +254,10 @@ func (f *Field) Normalize(v any, literal bool) (any, error) {
 		case bool:
 			s = strconv.FormatBool(x)
 		default:
-			return nil, fmt.Errorf("%s must be %s, not %s", f.Name, f.want(), describe(v))
+			return nil, fmt.Errorf("%s must be %s, not %s", f.Name, f.Want(), describe(v))
 		}
 		if !slices.Contains(f.Enum, s) {
-			return nil, fmt.Errorf("%s must be %s, not %q", f.Name, f.want(), s)
+			return nil, fmt.Errorf("%s must be %s, not %q", f.Name, f.Want(), s)
 		}
 		return s, nil
 	case List:
@@ -273,19 +273,19 @@ func (f *Field) Normalize(v any, literal bool) (any, error) {
 			for _, e := range x {
 				s, ok := e.(string)
 				if !ok {
-					return nil, fmt.Errorf("%s must be %s; an item is %s", f.Name, f.want(), describe(e))
+					return nil, fmt.Errorf("%s must be %s; an item is %s", f.Name, f.Want(), describe(e))
 				}
 				items = append(items, s)
 			}
 		default:
-			return nil, fmt.Errorf("%s must be %s, not %s", f.Name, f.want(), describe(v))
+			return nil, fmt.Errorf("%s must be %s, not %s", f.Name, f.Want(), describe(v))
 		}
 		if len(items) == 0 {
-			return nil, fmt.Errorf("%s must be %s, not an empty list", f.Name, f.want())
+			return nil, fmt.Errorf("%s must be %s, not an empty list", f.Name, f.Want())
 		}
 		for _, s := range items {
 			if !slices.Contains(f.Enum, s) {
-				return nil, fmt.Errorf("%s must be %s; %q is not one of them", f.Name, f.want(), s)
+				return nil, fmt.Errorf("%s must be %s; %q is not one of them", f.Name, f.Want(), s)
 			}
 		}
 		return items, nil
@@ -297,17 +297,17 @@ func (f *Field) checkString(s string, literal bool) error {
 	switch f.Kind {
 	case SID:
 		if !sidPattern.MatchString(s) || !strings.EqualFold(s[:2], f.Prefix) {
-			return fmt.Errorf("%s must be %s, not %q", f.Name, f.want(), s)
+			return fmt.Errorf("%s must be %s, not %q", f.Name, f.Want(), s)
 		}
 	case URL:
 		u, err := url.Parse(s)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%s must be %s, not %q", f.Name, f.want(), s)
+			return fmt.Errorf("%s must be %s, not %q", f.Name, f.Want(), s)
 		}
 	case Address:
 		if !literal {
 			if s == "" {
-				return fmt.Errorf("%s must be %s, not an empty string", f.Name, f.want())
+				return fmt.Errorf("%s must be %s, not an empty string", f.Name, f.Want())
 			}
 			return nil
 		}
@@ -315,14 +315,15 @@ func (f *Field) checkString(s string, literal bool) error {
 			(strings.HasPrefix(s, "client:") && len(s) > len("client:")) ||
 			(strings.HasPrefix(s, "sip:") && len(s) > len("sip:"))
 		if !ok {
-			return fmt.Errorf("%s must be %s, not %q", f.Name, f.want(), s)
+			return fmt.Errorf("%s must be %s, not %q", f.Name, f.Want(), s)
 		}
 	}
 	return nil
 }
 
-// want says in words what the field takes, for error messages.
-func (f *Field) want() string {
+// Want says in words what the field takes, as the validator's messages and the schema's
+// say it.
+func (f *Field) Want() string {
 	switch f.Kind {
 	case Address:
 		return `a phone number in E.164 form ("+15005550006"), "client:NAME" or "sip:URI"`

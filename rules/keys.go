@@ -66,6 +66,24 @@ func keyNames(keys []Key) []string {
 	return names
 }
 
+// What a value must be, in the words of the validator's messages; the schema's messages
+// (rules/schema) say the same, so that an editor and reservist check agree in wording too.
+const (
+	NameWant         = "lower-case letters, digits and - (like vip-voice), starting with a letter or digit"
+	ScheduleNameWant = "lower-case letters, digits and - (like support or night-desk), starting with a letter or digit"
+	VarNameWant      = "letters, digits and _ (not starting with a digit), so that vars.NAME works in expressions"
+	DelayWant        = "a duration like 2s or 500ms"
+	WhenWant         = "an expression (like task.attributes.vip == true)"
+	RangeWant        = `"HH:MM-HH:MM", like "08:00-18:00" or "22:00-06:00"`
+	DateWant         = "YYYY-MM-DD, like 2026-12-25"
+	DayKeyWant       = "mon, tue, wed, thu, fri, sat or sun, a range of them like mon-fri or fri-mon, or daily"
+	ZoneWant         = zoneExamples
+	// DelayViaWant is what a delay asks of via.
+	DelayViaWant = "a delay is carried out by REST, so remove via or use via: rest"
+	// DeferWant is why defer takes nothing but do.
+	DeferWant = "it answers {} and leaves the reservation pending"
+)
+
 // NamePattern is the regular expression a rule name must match.
 func NamePattern() string { return namePattern.String() }
 

@@ -177,7 +177,7 @@ func (p *parser) parseVars(n *yaml.Node) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], resolve(n.Content[i+1])
 		if !varPattern.MatchString(k.Value) {
-			p.errorf(at(k), "var name %q must be letters, digits and _ (not starting with a digit), so that vars.NAME works in expressions", k.Value)
+			p.errorf(at(k), "var name %q must be "+VarNameWant, k.Value)
 			continue
 		}
 		if _, dup := p.vars[k.Value]; dup {
@@ -215,7 +215,7 @@ func (p *parser) parseRules(n *yaml.Node) []*Rule {
 		if e, ok := m["name"]; !ok {
 			p.errorf(at(rn), "%s has no name; add `name:` (lower-case letters, digits and -)", where)
 		} else if e.value.Kind != yaml.ScalarNode || !namePattern.MatchString(e.value.Value) {
-			p.errorf(at(e.value), "rule name %s must be lower-case letters, digits and - (like vip-voice), starting with a letter or digit", nodeText(e.value))
+			p.errorf(at(e.value), "rule name %s must be "+NameWant, nodeText(e.value))
 		} else if first, dup := seen[e.value.Value]; dup {
 			p.errorf(at(e.value), "rule name %q is used twice (first at line %d); names must be unique", e.value.Value, first.Line)
 			where = "rule " + e.value.Value
@@ -233,7 +233,7 @@ func (p *parser) parseRules(n *yaml.Node) []*Rule {
 		if e, ok := m["when"]; !ok {
 			p.errorf(at(rn), "%s has no when; add a condition, or `when: true` to match every callback", where)
 		} else if e.value.Kind != yaml.ScalarNode || e.value.Tag == "!!null" || strings.TrimSpace(e.value.Value) == "" {
-			p.errorf(at(e.value), "when of %s must be an expression (like task.attributes.vip == true), not %s", where, nodeText(e.value))
+			p.errorf(at(e.value), "when of %s must be "+WhenWant+", not %s", where, nodeText(e.value))
 		} else {
 			r.When = e.value.Value
 			r.WhenPos = p.exprStart(e.value)
@@ -292,11 +292,11 @@ func (p *parser) parseAction(m map[string]entry, owner *yaml.Node, where string)
 		d, err := time.ParseDuration(e.value.Value)
 		switch {
 		case e.value.Kind != yaml.ScalarNode || err != nil:
-			p.errorf(at(e.value), "%s: delay must be a duration like 2s or 500ms, not %s", where, nodeText(e.value))
+			p.errorf(at(e.value), "%s: delay must be "+DelayWant+", not %s", where, nodeText(e.value))
 		case d < 0:
 			p.errorf(at(e.value), "%s: delay must not be negative", where)
 		case hasVia && a.Via == Response:
-			p.errorf(at(viaEntry.value), "%s says via: response but has a delay; a delay is carried out by REST, so remove via or use via: rest", where)
+			p.errorf(at(viaEntry.value), "%s says via: response but has a delay; "+DelayViaWant, where)
 		default:
 			a.Delay, a.DelayPos = d, at(e.value)
 			a.Via = REST
@@ -307,7 +307,7 @@ func (p *parser) parseAction(m map[string]entry, owner *yaml.Node, where string)
 	if a.Do == Defer {
 		for _, k := range []string{"with", "via", "delay"} {
 			if e, ok := m[k]; ok {
-				p.errorf(at(e.key), "%s: do: defer takes no %s (it answers {} and leaves the reservation pending); remove %s", where, k, k)
+				p.errorf(at(e.key), "%s: do: defer takes no %s ("+DeferWant+"); remove %s", where, k, k)
 			}
 		}
 		a.Via = Response
@@ -336,7 +336,7 @@ func (p *parser) parseAction(m map[string]entry, owner *yaml.Node, where string)
 	}
 	for _, f := range in.Fields {
 		if f.Required && !given[f.Name] {
-			p.errorf(a.Pos, "%s: %s needs %s under with: %s", where, in.Name, f.Name, f.want())
+			p.errorf(a.Pos, "%s: %s needs %s under with: %s", where, in.Name, f.Name, f.Want())
 		}
 	}
 	if in.Name == "dequeue" && a.Via == REST && !given["from"] {
@@ -372,7 +372,7 @@ func (p *parser) parseParam(f *Field, n *yaml.Node, where string) (Param, bool) 
 	var v any
 	switch {
 	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
-		p.errorf(at(n), "%s: %s has no value; give one (%s) or remove the key", where, f.Name, f.want())
+		p.errorf(at(n), "%s: %s has no value; give one (%s) or remove the key", where, f.Name, f.Want())
 		return prm, false
 	case n.Kind == yaml.ScalarNode && (f.Kind == String || f.Kind == Address || f.Kind == URL || f.Kind == SID):
 		// Take the text as written: YAML would read an unquoted +15005550006 as a number.

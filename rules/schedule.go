@@ -142,7 +142,7 @@ func (p *parser) parseSchedules(n *yaml.Node, zone *time.Location) []*Schedule {
 		k, v := n.Content[i], resolve(n.Content[i+1])
 		name := k.Value
 		if k.Kind != yaml.ScalarNode || !namePattern.MatchString(name) {
-			p.errorf(at(k), "schedule name %s must be lower-case letters, digits and - (like support or night-desk), starting with a letter or digit", nodeText(k))
+			p.errorf(at(k), "schedule name %s must be "+ScheduleNameWant, nodeText(k))
 			continue
 		}
 		if first, dup := seen[name]; dup {
@@ -244,7 +244,7 @@ func (p *parser) dayKey(k *yaml.Node, where string) ([]time.Weekday, bool) {
 			return nil, false
 		}
 	}
-	p.errorf(at(k), "%s: hours: unknown day %s; a day key is mon, tue, wed, thu, fri, sat or sun, a range of them like mon-fri or fri-mon, or daily%s", where, nodeText(k), suggestDay(key))
+	p.errorf(at(k), "%s: hours: unknown day %s; a day key is "+DayKeyWant+"%s", where, nodeText(k), suggestDay(key))
 	return nil, false
 }
 
@@ -324,7 +324,7 @@ func (p *parser) parseRanges(n *yaml.Node, where string) []span {
 func (p *parser) parseRange(n *yaml.Node, where string) (span, bool) {
 	sm := rangePattern.FindStringSubmatch(n.Value)
 	if n.Kind != yaml.ScalarNode || sm == nil {
-		p.errorf(at(n), "%s: %s is not a range of hours; write \"HH:MM-HH:MM\", like \"08:00-18:00\" or \"22:00-06:00\"", where, nodeText(n))
+		p.errorf(at(n), "%s: %s is not a range of hours; write "+RangeWant, where, nodeText(n))
 		return span{}, false
 	}
 	clock := func(h, m string) int64 {
@@ -350,7 +350,7 @@ func (p *parser) parseClosed(s *Schedule, n *yaml.Node, where string) {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.errorf(at(n), "%s: closed must be a list of dates (YYYY-MM-DD, like 2026-12-25), not %s", where, nodeText(n))
+		p.errorf(at(n), "%s: closed must be a list of dates ("+DateWant+"), not %s", where, nodeText(n))
 		return
 	}
 	s.closed = map[int64]bool{}
@@ -358,7 +358,7 @@ func (p *parser) parseClosed(s *Schedule, n *yaml.Node, where string) {
 		item = resolve(item)
 		d, err := time.Parse(time.DateOnly, item.Value)
 		if item.Kind != yaml.ScalarNode || !datePattern.MatchString(item.Value) || err != nil {
-			p.errorf(at(item), "%s: closed: %s is not a date; write YYYY-MM-DD, like 2026-12-25", where, nodeText(item))
+			p.errorf(at(item), "%s: closed: %s is not a date; write "+DateWant, where, nodeText(item))
 			continue
 		}
 		s.closed[d.Unix()/secondsPerDay] = true

@@ -59,7 +59,7 @@ func (p *parser) compileTemplate(f *Field, n *yaml.Node, where string) (*Templat
 			return nil, false
 		}
 	} else if f.Kind == Int || f.Kind == Bool {
-		p.errorf(start, "%s: %s must be %s; text around ${ } makes a string, so write the ${ expression } alone", where, f.Name, f.want())
+		p.errorf(start, "%s: %s must be %s; text around ${ } makes a string, so write the ${ expression } alone", where, f.Name, f.Want())
 		return nil, false
 	}
 	return t, true
@@ -125,7 +125,7 @@ func typeMismatch(f *Field, t reflect.Type) string {
 	if ok {
 		return ""
 	}
-	return fmt.Sprintf("%s must be %s, but the expression gives %s", f.Name, f.want(), typeName(t))
+	return fmt.Sprintf("%s must be %s, but the expression gives %s", f.Name, f.Want(), typeName(t))
 }
 
 func typeName(t reflect.Type) string {

@@ -2,11 +2,13 @@ package server
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/reservist/reservist/engine/outbox"
 	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/rules"
+	"github.com/reservist/reservist/rules/schema"
 	"github.com/reservist/reservist/server/internal/respond"
 )
 
@@ -100,5 +102,20 @@ func handleRules(rs reload.Source) http.Handler {
 			out.LastError = rules.ErrorLines(st.LastError)
 		}
 		respond.JSON(w, http.StatusOK, out)
+	})
+}
+
+// handleSchema serves the JSON Schema of rules.yaml, as `reservist schema` prints it, so that
+// an editor can name it by URL (# yaml-language-server: $schema=http://127.0.0.1:9090/schema.json).
+func handleSchema() http.Handler {
+	body, err := schema.JSON()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err != nil {
+			respond.Err(w, respond.ErrInternal) // cannot happen: the schema is built from the binary's own tables
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
 	})
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/reservist/reservist/engine/outbox"
 	"github.com/reservist/reservist/internal/testkit"
+	"github.com/reservist/reservist/rules/schema"
 )
 
 func TestCallbackAnswers(t *testing.T) {
@@ -620,6 +622,16 @@ func TestAdmin(t *testing.T) {
 		}
 	}
 
+	// The rules file's schema, byte for byte what reservist schema prints, for editors.
+	rec = newRecorder(admin, "GET", "/schema.json")
+	want, err := schema.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" || !bytes.Equal(rec.Body.Bytes(), want) {
+		t.Errorf("GET /schema.json = %d %s, %d bytes; want 200 application/json, the schema", rec.Code, rec.Header().Get("Content-Type"), rec.Body.Len())
+	}
+
 	rec = newRecorder(admin, "GET", "/metrics")
 	for _, want := range []string{
 		`reservist_callbacks_total{instruction="accept",outcome="answered",rule="chat"} 1`,
@@ -666,6 +678,7 @@ func TestAdmin(t *testing.T) {
 	}{
 		{admin, "GET", "/-/reload", "POST", "/-/reload takes POST"},
 		{admin, "POST", "/rules", "GET", "/rules takes GET"},
+		{admin, "POST", "/schema.json", "GET", "/schema.json takes GET"},
 		{h.handler, "POST", "/healthz", "GET", "/healthz takes GET"},
 	} {
 		rec := newRecorder(tc.h, tc.method, tc.path)

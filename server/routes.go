@@ -24,8 +24,8 @@ func (s *Server) Callbacks() http.Handler {
 	return direct
 }
 
-// Admin is the admin listener's handler: metrics, reloads, the rules status and the
-// playground. Everything on it is unauthenticated, so every route answers only requests
+// Admin is the admin listener's handler: metrics, reloads, the rules status, the rules
+// file's JSON Schema and the playground. Everything on it is unauthenticated, so every route answers only requests
 // addressed to localhost or an IP address, and its POST endpoints refuse cross-site ones
 // (see middleware.go).
 func (s *Server) Admin() http.Handler {
@@ -36,6 +36,7 @@ func (s *Server) Admin() http.Handler {
 	}
 	r.Post("/-/reload", handleReload(s.o.Rules).ServeHTTP)
 	r.Get("/rules", handleRules(s.o.Rules).ServeHTTP)
+	r.Get("/schema.json", handleSchema().ServeHTTP)
 	if pg := s.o.Playground; pg != nil {
 		r.Group(func(r chi.Router) {
 			r.Use(noStore)

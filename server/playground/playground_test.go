@@ -337,7 +337,7 @@ func TestDraftErrors(t *testing.T) {
 	if len(errs) != 2 {
 		t.Fatalf("errors = %v; want 2", errs)
 	}
-	for i, want := range []string{"rules.yaml:33:16: ", "rules.yaml:75:9: "} {
+	for i, want := range []string{"rules.yaml:34:16: ", "rules.yaml:76:9: "} {
 		if !strings.HasPrefix(errs[i].(string), want) {
 			t.Errorf("error %d = %q; want it to start %q", i, errs[i], want)
 		}
