@@ -343,8 +343,8 @@ func TestDraftErrors(t *testing.T) {
 		}
 	}
 	d := got["diagnostics"].([]any)[1].(map[string]any)
-	if d["line"] != 75.0 || d["col"] != 9.0 || !strings.Contains(d["message"].(string), "acept") {
-		t.Errorf("diagnostic = %v; want line 75, col 9, about acept", d)
+	if d["line"] != 76.0 || d["col"] != 9.0 || !strings.Contains(d["message"].(string), "acept") {
+		t.Errorf("diagnostic = %v; want line 76, col 9, about acept", d)
 	}
 	if h.rules.Current().Revision() != h.rules.Status().Revision || h.rules.Status().Stale {
 		t.Errorf("a draft changed what serves")
