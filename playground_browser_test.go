@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -159,6 +163,17 @@ func TestPlaygroundInBrowser(t *testing.T) {
 			t.Errorf("draft errors %q lack %q", errorsText, want)
 		}
 	}
+	// The editor numbers its lines and marks the two lines at fault, with their messages.
+	if got := eval(`[...document.querySelectorAll("#draft-gutter .mark.error")].map(m => m.dataset.line).join(",")`); got != "34,76" {
+		t.Errorf("the editor marks lines %q; want 34,76", got)
+	}
+	if got := eval(`document.querySelector('#draft-gutter .mark[data-line="76"]').title`); !strings.Contains(got, `unknown instruction "acept"`) {
+		t.Errorf("line 76's marker says %q; want its error", got)
+	}
+	lines := strings.Count(broken, "\n") + 1
+	if got := eval(`String(document.querySelectorAll("#draft-gutter span").length)`); got != fmt.Sprint(lines) {
+		t.Errorf("the gutter numbers %s lines; the draft has %d", got, lines)
+	}
 
 	// A draft that changes one golden case's decision: that case is flagged, and so is the
 	// pasted callback, which it decides differently too.
@@ -171,8 +186,29 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#try-draft`)),
 		chromedp.WaitVisible(chromedp.CSS(`#draft-cases tr.changed`)),
 	)
-	if got := eval(`[...document.querySelectorAll("#draft-cases tr.changed")].map(tr => tr.dataset.case).join(",")`); got != "chat" {
+	if got := eval(`[...document.querySelectorAll("#draft-cases tr.case.changed")].map(tr => tr.dataset.case).join(",")`); got != "chat" {
 		t.Errorf("flagged cases %q; want chat alone", got)
+	}
+	// The changed case's difference shows open, as JSON lines (- active, + draft); "changed
+	// only" leaves it alone in the table.
+	do("show only the changed cases",
+		chromedp.Click(chromedp.CSS(`#changed-only`)),
+		chromedp.WaitVisible(chromedp.CSS(`#draft-cases tr.diff-row[data-case="chat"] pre.case-diff`)),
+	)
+	if got := eval(`[...document.querySelectorAll("#draft-cases tr.case")].filter(tr => !tr.hidden).map(tr => tr.dataset.case).join(",")`); got != "chat" {
+		t.Errorf("with changed only, the table shows %q; want chat alone", got)
+	}
+	caseDiff := text(`#draft-cases tr.diff-row[data-case="chat"] pre.case-diff`)
+	for _, want := range []string{`-   "rule": "chat-and-sms",`, `+   "rule": "default",`, `    "rest": null`} {
+		if !strings.Contains(caseDiff, want) {
+			t.Errorf("chat's diff lacks %q:\n%s", want, caseDiff)
+		}
+	}
+	if strings.Contains(caseDiff, "map[") || strings.Contains(caseDiff, "Rule:") {
+		t.Errorf("chat's diff is Go syntax, not JSON:\n%s", caseDiff)
+	}
+	if got := eval(`document.querySelector('#draft-cases tr.diff-row[data-case="chat"] pre.case-diff span.del').textContent`); !strings.HasPrefix(got, "- ") {
+		t.Errorf("the diff's removed lines are not marked as such: %q", got)
 	}
 	all, err := cases.Load(casesDir)
 	if err != nil {
@@ -198,6 +234,75 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	)
 	if filled := eval(`document.querySelector("#form-body").value`); !strings.Contains(filled, "ReservationSid=WR") || !strings.Contains(filled, "%22email%22") {
 		t.Errorf("picking the recent callback filled %q; want its form body", filled)
+	}
+
+	// A golden case, loaded into the form, decided against its golden file, then saved as a
+	// .yaml case that reads back as the same callback.
+	vip, err := cases.LoadFile(filepath.Join(casesDir, "vip-voice.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden, err := cases.ReadGolden(vip.Golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	do("load a golden case",
+		chromedp.WaitVisible(chromedp.CSS(`#case[data-loaded="true"]`)),
+		chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector("#case"); s.value = [...s.options].find(o => o.textContent.startsWith("vip-voice ")).value; s.dispatchEvent(new Event("change")); })()`),
+		chromedp.WaitVisible(chromedp.CSS(`#loaded-case`)),
+	)
+	if filled := eval(`document.querySelector("#form-body").value`); filled != vip.Params.Encode() {
+		t.Errorf("loading vip-voice filled %q; want its callback %q", filled, vip.Params.Encode())
+	}
+	do("decide the golden case",
+		chromedp.Click(chromedp.CSS(`#decide`)),
+		chromedp.WaitVisible(chromedp.CSS(`#decision .golden-check.pass`)),
+	)
+	if rule := text(`#decision .decision-rule`); rule != golden.Rule {
+		t.Errorf("vip-voice decided by %q; its golden file says %q", rule, golden.Rule)
+	}
+	downloads := t.TempDir()
+	do("save it as a case",
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
+				Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads,
+			})
+			return err
+		}),
+		chromedp.Click(chromedp.CSS(`#save-case`)),
+		chromedp.WaitVisible(chromedp.CSS(`#saved-file`)),
+	)
+	saved := filepath.Join(downloads, "vip-voice.yaml")
+	// Chromium creates the file before it has written it: done is when it has content and
+	// no partial download is left beside it.
+	testkit.Eventually(t, "the saved case downloaded", func() bool {
+		partial, _ := filepath.Glob(filepath.Join(downloads, "*.crdownload"))
+		fi, err := os.Stat(saved)
+		return err == nil && fi.Size() > 0 && len(partial) == 0
+	})
+	got, err := cases.LoadFile(saved)
+	if err != nil {
+		t.Fatalf("the saved case does not load: %v", err)
+	}
+	if len(got.Warnings) > 0 {
+		t.Errorf("the saved case has warnings: %v", got.Warnings)
+	}
+	for k := range vip.Params {
+		var a, b any
+		if json.Unmarshal([]byte(got.Params.Get(k)), &a) == nil && json.Unmarshal([]byte(vip.Params.Get(k)), &b) == nil {
+			if !reflect.DeepEqual(a, b) {
+				t.Errorf("saved %s = %s; want %s", k, got.Params.Get(k), vip.Params.Get(k))
+			}
+		} else if got.Params.Get(k) != vip.Params.Get(k) {
+			t.Errorf("saved %s = %q; want %q", k, got.Params.Get(k), vip.Params.Get(k))
+		}
+	}
+	if data, _ := os.ReadFile(saved); !strings.Contains(string(data), "TaskAttributes:\n  ") {
+		t.Errorf("the saved case does not write TaskAttributes as a mapping:\n%s", data)
+	}
+	// The results sit beside the controls that made them.
+	if got := eval(`String(document.querySelector("#decision").getBoundingClientRect().left > document.querySelector("#decide").getBoundingClientRect().right)`); got != "true" {
+		t.Errorf("the decision is not beside the Decide button")
 	}
 
 	// The page decided and tried drafts; none of that counts as callbacks or swaps rules.
@@ -271,5 +376,38 @@ func TestPlaygroundTimeInBrowser(t *testing.T) {
 	defer mu.Unlock()
 	if len(jsErrors) > 0 {
 		t.Errorf("script errors on the page: %v", jsErrors)
+	}
+}
+
+// The page follows the system's colour scheme: dark when it asks for dark.
+func TestPlaygroundDarkInBrowser(t *testing.T) {
+	ctx := browser(t)
+	s := startServe(t, testkit.Read(t, "testdata/example/rules.yaml"), nil)
+	background := func(scheme string) string {
+		t.Helper()
+		err := chromedp.Do(ctx,
+			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+					Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+				})
+				return err
+			}),
+			chromedp.Navigate(s.admin+"/"),
+			chromedp.WaitVisible(chromedp.CSS(`body[data-ready="true"]`)),
+		)
+		if err != nil {
+			t.Fatalf("load the page in %s: %v", scheme, err)
+		}
+		bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bg
+	}
+	if got := background("light"); got != "rgb(255, 255, 255)" {
+		t.Errorf("light: the page's background is %s; want white", got)
+	}
+	if got := background("dark"); got != "rgb(22, 24, 28)" {
+		t.Errorf("dark: the page's background is %s; want the dark one", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -473,7 +474,19 @@ func (w *workbench) playground(rl reload.Source, cfg *config.Serve, logger *slog
 	if !w.on {
 		return nil
 	}
-	return playground.New(playground.Options{Rules: rl, Recent: w.recent, RecentOff: w.recentOff, CaseDirs: cfg.ReloadCases, Logger: logger, Now: wallClock})
+	dirs, gate := cfg.ReloadCases, len(cfg.ReloadCases) > 0
+	if !gate {
+		// Without --reload-cases, the cases where reservist test looks by default.
+		if beside := filepath.Join(filepath.Dir(cfg.Rules), "cases"); isDir(beside) {
+			dirs = []string{beside}
+		}
+	}
+	return playground.New(playground.Options{Rules: rl, Recent: w.recent, RecentOff: w.recentOff, CaseDirs: dirs, Gate: gate, Logger: logger, Now: wallClock})
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // observe is server.Options.Observe: nil when nothing watches callbacks, so that the

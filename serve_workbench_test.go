@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/url"
 	"os"
@@ -11,9 +12,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/cases"
 	"github.com/reservist/reservist/engine/taskrouter/taskroutertest"
 	"github.com/reservist/reservist/internal/config"
+	"github.com/reservist/reservist/internal/testkit"
+	"github.com/reservist/reservist/rules"
 )
 
 // waitFiles polls dir until it holds n .form files or ten seconds pass: capture writes
@@ -157,5 +161,54 @@ func TestServePlayground(t *testing.T) {
 		if tc.admin == "" && wb.observe() != nil {
 			t.Errorf("without an admin listener or capture, callbacks are still observed")
 		}
+	}
+}
+
+// The playground's golden cases are --reload-cases, or without them the cases/ beside the
+// rules file, where reservist test looks.
+func TestServePlaygroundCases(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(testkit.Rules(t, "every-instruction")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "cases"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cases", "beside.yaml"), []byte("TaskAttributes: {}\nWorkerAttributes: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listed := func(s *served) (gate bool, names []string) {
+		t.Helper()
+		_, body := get(t, s.admin+"/cases")
+		var list struct {
+			Gate  bool
+			Cases []struct{ Name string }
+		}
+		if err := json.Unmarshal([]byte(body), &list); err != nil {
+			t.Fatalf("/cases: %v: %s", err, body)
+		}
+		for _, c := range list.Cases {
+			names = append(names, c.Name)
+		}
+		return list.Gate, names
+	}
+	if gate, names := listed(startServe(t, "", nil, "--rules", rulesFile)); gate || strings.Join(names, ",") != "beside" {
+		t.Errorf("without --reload-cases the playground lists %v (gate %v); want the case beside the rules, not a gate", names, gate)
+	}
+	// A gate's cases must pass: their golden files are written from what the rules decide.
+	gated := filepath.Join(t.TempDir(), "gated")
+	os.Mkdir(gated, 0o755)
+	os.WriteFile(filepath.Join(gated, "one.yaml"), []byte("TaskAttributes: {}\nWorkerAttributes: {}\n"), 0o644)
+	set, err := rules.Parse(rulesFile, []byte(testkit.Rules(t, "every-instruction")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, _ := cases.Load(gated)
+	if _, err := cases.Run(engine.New(set), cs, nil).Update(false); err != nil {
+		t.Fatal(err)
+	}
+	if gate, names := listed(startServe(t, "", nil, "--rules", rulesFile, "--reload-cases", gated)); !gate || strings.Join(names, ",") != "one" {
+		t.Errorf("with --reload-cases the playground lists %v (gate %v); want the --reload-cases ones, a gate", names, gate)
 	}
 }

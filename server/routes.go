@@ -45,6 +45,8 @@ func (s *Server) Admin() http.Handler {
 			r.Get("/recent", pg.Recent().ServeHTTP)
 			r.Post("/decide", pg.Decide().ServeHTTP)
 			r.Post("/draft", pg.Draft().ServeHTTP)
+			r.Get("/cases", pg.Cases().ServeHTTP)
+			r.Post("/case", pg.SaveCase().ServeHTTP)
 		})
 	}
 	return r

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -158,17 +159,27 @@ func newDecision(d *engine.Decision, from string) decision {
 // handleDecide decides a callback with the active rules, as a callback would be, without
 // counting it, logging it or sending anything. Like a callback, one without "at" or a usable
 // Timestamp is decided at the time it arrives.
+//
+// With "golden" (a golden file's content, as GET /cases gives it) the decision is compared
+// with it, as reservist test compares: the answer says whether it passes and, when not, the
+// difference as a line diff of their JSON (- golden, + actual).
 func handleDecide(rs reload.Source, now func() time.Time) http.Handler {
 	type request struct {
 		callbackInput
+		Golden *cases.Golden `json:"golden"`
+	}
+	type goldenCheck struct {
+		Passed bool   `json:"passed"`
+		Diff   string `json:"diff,omitempty"`
 	}
 	type response struct {
 		Revision string `json:"revision"`
 		decision
+		Golden *goldenCheck `json:"golden,omitempty"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
-		if err := readJSON(r, &req, "form, params, at"); err != nil {
+		if err := readJSON(r, &req, "form, params, at, golden"); err != nil {
 			respond.Err(w, err)
 			return
 		}
@@ -178,7 +189,123 @@ func handleDecide(rs reload.Source, now func() time.Time) http.Handler {
 			return
 		}
 		cur := rs.Current()
-		respond.JSON(w, http.StatusOK, response{Revision: cur.Revision(), decision: newDecision(cur.Engine.Explain(params, now()), from)})
+		d := cur.Engine.Explain(params, now())
+		out := response{Revision: cur.Revision(), decision: newDecision(d, from)}
+		if req.Golden != nil {
+			diff, err := cases.Diff(req.Golden, cases.FromDecision(d))
+			if err != nil {
+				respond.Err(w, respond.BadRequest("golden is not a golden file's content: %v", err))
+				return
+			}
+			out.Golden = &goldenCheck{Passed: diff == "", Diff: diff}
+		}
+		respond.JSON(w, http.StatusOK, out)
+	})
+}
+
+// caseFile is a golden case as GET /cases lists it.
+type caseFile struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+	// Form is the callback as a form body, to put in the page's form; Params the same by
+	// name. Both are absent when the file does not parse (see Error).
+	Form   string            `json:"form,omitempty"`
+	Params map[string]string `json:"params,omitempty"`
+	// Golden is the golden file's content, or null without one (see GoldenError).
+	Golden      *cases.Golden `json:"golden"`
+	GoldenError string        `json:"golden_error,omitempty"`
+	Warnings    []string      `json:"warnings,omitempty"` // FILE:LINE:COL: warning: … lines
+	Error       string        `json:"error,omitempty"`    // why the file is not a case
+}
+
+// handleCases lists the golden cases, each with its callback and its golden file, so that
+// the page can load one into the callback form and decide it.
+func handleCases(dirs []string, gate bool) http.Handler {
+	type list struct {
+		Dirs  []string   `json:"dirs"`
+		Gate  bool       `json:"gate"`
+		Error string     `json:"error,omitempty"`
+		Cases []caseFile `json:"cases"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := list{Dirs: dirs, Gate: gate, Cases: []caseFile{}}
+		if out.Dirs == nil {
+			out.Dirs = []string{}
+		}
+		cs, err := cases.Load(dirs...)
+		if err != nil {
+			out.Error = fmt.Sprintf("the golden cases cannot be read: %v", err)
+			respond.JSON(w, http.StatusOK, out)
+			return
+		}
+		for _, c := range cs {
+			f := caseFile{Name: c.Name, Path: c.Path}
+			if c.Err != nil {
+				f.Error = strings.Join(rules.ErrorLines(c.Err), "\n")
+				out.Cases = append(out.Cases, f)
+				continue
+			}
+			f.Form = c.Params.Encode()
+			f.Params = make(map[string]string, len(c.Params))
+			for k := range c.Params {
+				f.Params[k] = c.Params.Get(k)
+			}
+			for _, d := range c.Warnings {
+				f.Warnings = append(f.Warnings, d.String())
+			}
+			if f.Golden, err = cases.ReadGolden(c.Golden); err != nil {
+				f.Golden, f.GoldenError = nil, err.Error()
+			}
+			out.Cases = append(out.Cases, f)
+		}
+		respond.JSON(w, http.StatusOK, out)
+	})
+}
+
+// caseName is what a saved case may be called: the page's name for it, made safe as a file
+// name.
+var caseName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+
+// handleSaveCase writes a callback as a .yaml case (cases.FormatYAML: the parameters by name,
+// the attributes as mappings), for the page to download beside the other cases. The answer
+// is JSON: the file name and the case's text.
+func handleSaveCase() http.Handler {
+	type request struct {
+		callbackInput
+		Name string `json:"name"`
+	}
+	type response struct {
+		File string `json:"file"`
+		YAML string `json:"yaml"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if err := readJSON(r, &req, "form, params, name"); err != nil {
+			respond.Err(w, err)
+			return
+		}
+		params, err := req.params()
+		if err != nil {
+			respond.Err(w, err)
+			return
+		}
+		name := strings.TrimSuffix(filepath.Base(req.Name), ".yaml")
+		switch {
+		case req.Name == "":
+			name = "callback"
+			if sid := params.Get(engine.ParamReservationSid); caseName.MatchString(sid) {
+				name = sid
+			}
+		case !caseName.MatchString(name):
+			respond.Err(w, respond.BadRequest("name must be a file name: letters, digits, ., _ and -"))
+			return
+		}
+		out, err := cases.FormatYAML(params)
+		if err != nil {
+			respond.Err(w, respond.BadRequest("the callback cannot be written as a .yaml case: %v", err))
+			return
+		}
+		respond.JSON(w, http.StatusOK, response{File: name + ".yaml", YAML: string(out)})
 	})
 }
 
@@ -222,9 +349,11 @@ type caseResult struct {
 	GoldenError string `json:"golden_error,omitempty"`
 }
 
-// caseReport is the draft tried against the --reload-cases golden cases.
+// caseReport is the draft tried against the golden cases.
 type caseReport struct {
-	Dirs    []string     `json:"dirs"`
+	Dirs []string `json:"dirs"`
+	// Gate says the cases are --reload-cases: a failing one would refuse the draft on reload.
+	Gate    bool         `json:"gate"`
 	Error   string       `json:"error,omitempty"` // the cases could not be read
 	Total   int          `json:"total"`
 	Changed int          `json:"changed"` // cases the draft decides differently from the active rules
@@ -235,7 +364,7 @@ type caseReport struct {
 // handleDraft tries a draft of rules.yaml: every error with its line and column, or what it
 // would decide for the callback given and for the golden cases, beside what the active
 // rules decide. Nothing is swapped in.
-func handleDraft(rs reload.Source, dirs []string, slots chan struct{}, now func() time.Time) http.Handler {
+func handleDraft(rs reload.Source, dirs []string, gate bool, slots chan struct{}, now func() time.Time) http.Handler {
 	type request struct {
 		Rules *string `json:"rules"`
 		callbackInput
@@ -251,7 +380,7 @@ func handleDraft(rs reload.Source, dirs []string, slots chan struct{}, now func(
 		Warnings       []string     `json:"warnings"`
 		Diagnostics    []diagnostic `json:"diagnostics"`
 		Callback       *comparison  `json:"callback,omitempty"` // when a callback was sent
-		Cases          *caseReport  `json:"cases,omitempty"`    // when --reload-cases is set
+		Cases          *caseReport  `json:"cases,omitempty"`    // when there are golden cases to try
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
@@ -315,6 +444,7 @@ func handleDraft(rs reload.Source, dirs []string, slots chan struct{}, now func(
 		}
 		if len(dirs) > 0 {
 			out.Cases = compareCases(cur.Engine, draft, dirs)
+			out.Cases.Gate = gate
 		}
 		respond.JSON(w, http.StatusOK, out)
 	})
@@ -325,7 +455,7 @@ func compareCases(active, draft *engine.Engine, dirs []string) *caseReport {
 	rep := &caseReport{Dirs: dirs, Results: []caseResult{}}
 	cs, err := cases.Load(dirs...)
 	if err != nil {
-		rep.Error = fmt.Sprintf("the --reload-cases cannot be read: %v", err)
+		rep.Error = fmt.Sprintf("the golden cases cannot be read: %v", err)
 		return rep
 	}
 	before, after := cases.Run(active, cs, nil), cases.Run(draft, cs, nil)

@@ -2,7 +2,8 @@
 // shows the active rules, decides a callback with them (step by step), and tries a draft of
 // rules.yaml against that callback and the --reload-cases golden cases, side by side with
 // the active rules. Behind the page are JSON endpoints for scripts: POST /decide, POST
-// /draft and GET /recent.
+// /draft, GET /recent, GET /cases (the golden cases, to load one into the callback form) and
+// POST /case (a callback written as a .yaml case, to save).
 //
 // Every decision is made by the engine that serves TaskRouter (Engine.Explain); the page
 // never decides anything itself, and nothing it does changes what serves. Attribute values
@@ -27,9 +28,13 @@ type Options struct {
 	Recent *Recent
 	// RecentOff says why there is no Recent, for the page.
 	RecentOff string
-	// CaseDirs are the --reload-cases directories a draft is tried against.
+	// CaseDirs are the golden-case directories the page loads cases from and tries drafts
+	// against: the --reload-cases ones, or else the cases/ beside the rules file.
 	CaseDirs []string
-	Logger   *slog.Logger
+	// Gate says that CaseDirs are --reload-cases: a draft that fails one of their cases
+	// would be refused when the file is saved.
+	Gate   bool
+	Logger *slog.Logger
 	// Now is the clock a callback without "at" or a usable Timestamp is decided by, as serve
 	// decides one; time.Now when nil.
 	Now func() time.Time
@@ -74,8 +79,14 @@ func (p *Playground) Decide() http.Handler { return handleDecide(p.o.Rules, p.o.
 
 // Draft tries a draft of rules.yaml.
 func (p *Playground) Draft() http.Handler {
-	return handleDraft(p.o.Rules, p.o.CaseDirs, p.drafts, p.o.Now)
+	return handleDraft(p.o.Rules, p.o.CaseDirs, p.o.Gate, p.drafts, p.o.Now)
 }
+
+// Cases lists the golden cases of CaseDirs, to load one into the callback form.
+func (p *Playground) Cases() http.Handler { return handleCases(p.o.CaseDirs, p.o.Gate) }
+
+// SaveCase writes a callback as a .yaml case.
+func (p *Playground) SaveCase() http.Handler { return handleSaveCase() }
 
 // maxDrafts bounds the drafts tried at once: each parses up to 1 MiB of rules and decides
 // every golden case twice, and the machine's cores belong to the callbacks first.

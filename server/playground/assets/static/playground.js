@@ -82,6 +82,14 @@ function show(el, on) {
   return el;
 }
 
+// diffView shows a line diff of two decisions' JSON, as reservist test prints it: each
+// line starts "- ", "+ " or "  ".
+function diffView(text, cls) {
+  const lines = text.replace(/\n$/, "").split("\n");
+  return h("pre", { class: "diff" + (cls ? " " + cls : "") }, lines.map((l) =>
+    h("span", { class: l.startsWith("- ") ? "del" : l.startsWith("+ ") ? "add" : "ctx" }, l)));
+}
+
 function restTable(rest) {
   const rows = Object.keys(rest.params).sort().map((k) => {
     const v = rest.params[k];
@@ -110,21 +118,107 @@ function decisionView(d, title) {
     d.trace.length ? trace : h("p", { class: "note" }, "no rule was tried"));
 }
 
+// loaded is the golden case the callback form was filled from, while it is what the form
+// holds: the decision is compared with its golden file, and "save as case" names the file
+// after it.
+let loaded = null;
+
+function setLoaded(c) {
+  loaded = c;
+  const note = $("#loaded-case");
+  if (!c) {
+    show(note, false);
+    return;
+  }
+  note.replaceChildren("Loaded golden case ", h("code", {}, c.name), " (", h("code", {}, c.path), ")",
+    c.golden ? "; deciding it compares the decision with its golden file." : "; it has no golden file" + (c.golden_error ? ": " + c.golden_error : "."));
+  show(note, true);
+}
+
 async function decide() {
   const err = show($("#decide-error"), false);
   const out = $("#decision");
-  const { status, data } = await postJSON("/decide", withAt(callback()) || { form: "" });
+  const body = withAt(callback()) || { form: "" };
+  if (loaded && loaded.golden) body.golden = loaded.golden;
+  const { status, data } = await postJSON("/decide", body);
   if (status !== 200) {
     err.textContent = data.error;
     show(err, true);
     show(out, false);
     return;
   }
-  out.replaceChildren(decisionView(data), h("p", { class: "note" }, "revision " + data.revision.slice(0, 12)));
+  const parts = [decisionView(data)];
+  if (data.golden) {
+    parts.unshift(data.golden.passed
+      ? h("p", { class: "golden-check pass" }, "The decision matches the golden file of ", h("code", {}, loaded.name), ".")
+      : h("div", { class: "golden-check fail" },
+        h("p", {}, "The decision differs from the golden file of ", h("code", {}, loaded.name), " (- golden, + actual):"),
+        diffView(data.golden.diff)));
+  }
+  parts.push(h("p", { class: "note" }, "revision " + data.revision.slice(0, 12)));
+  out.replaceChildren(...parts);
+  show($("#decision-empty"), false);
   show(out, true);
 }
 
-// jumpTo selects line:col in the draft, where a diagnostic points.
+// saveCase downloads the callback as a .yaml case, as /case writes it.
+async function saveCase() {
+  const err = show($("#decide-error"), false);
+  const cb = callback();
+  if (!cb) {
+    err.textContent = "There is no callback to save: fill in the form first.";
+    show(err, true);
+    return;
+  }
+  if (loaded) cb.name = loaded.name.split("/").pop();
+  const { status, data } = await postJSON("/case", cb);
+  if (status !== 200) {
+    err.textContent = data.error;
+    show(err, true);
+    return;
+  }
+  const url = URL.createObjectURL(new Blob([data.yaml], { type: "application/yaml" }));
+  const a = h("a", { href: url, download: data.file, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  const note = $("#save-note");
+  note.replaceChildren("Saved ", h("code", { id: "saved-file" }, data.file),
+    ": put it in your cases directory and run reservist test --update to write its golden file.");
+  show(note, true);
+}
+
+// The draft editor: line numbers in a gutter that scrolls with the text, and markers on
+// the lines diagnostics point at.
+let marks = new Map(); // line → {kind, messages}
+
+function renderGutter() {
+  const ta = $("#draft-rules");
+  const n = ta.value.split("\n").length;
+  const lines = [];
+  for (let i = 1; i <= n; i++) {
+    const m = marks.get(i);
+    const el = h("span", m ? { class: "mark " + m.kind, "data-line": String(i), title: m.messages.join("\n") } : { "data-line": String(i) }, String(i));
+    if (m) el.addEventListener("click", () => jumpTo(i, 1));
+    lines.push(el);
+  }
+  $("#draft-gutter").replaceChildren(...lines);
+  $("#draft-gutter").scrollTop = ta.scrollTop;
+}
+
+function setMarks(diags, texts) {
+  marks = new Map();
+  diags.forEach((d, i) => {
+    const m = marks.get(d.line) || { kind: "warning", messages: [] };
+    if (!d.warning) m.kind = "error";
+    m.messages.push(texts[i]);
+    marks.set(d.line, m);
+  });
+  renderGutter();
+}
+
+// jumpTo selects line:col in the draft, where a diagnostic points, and scrolls it into view.
 function jumpTo(line, col) {
   const ta = $("#draft-rules");
   const lines = ta.value.split("\n");
@@ -134,6 +228,9 @@ function jumpTo(line, col) {
   const end = at + Math.max(1, (lines[line - 1] || "").length - (col - 1));
   ta.focus();
   ta.setSelectionRange(at, end);
+  const lineHeight = parseFloat(getComputedStyle(ta).lineHeight) || 18;
+  ta.scrollTop = Math.max(0, (line - 3) * lineHeight);
+  $("#draft-gutter").scrollTop = ta.scrollTop;
 }
 
 function diagnosticList(el, texts, diags) {
@@ -158,26 +255,50 @@ function goldenCell(g) {
   return cell;
 }
 
-function caseRow(c) {
+// caseRows are a case's rows in the draft's table: the two decisions and how the draft
+// fares against the golden file (its diff folded), then, for a case the draft changes, the
+// difference between the two decisions, shown open.
+function caseRows(c) {
   const golden = c.golden === "pass" ? h("span", { class: "good" }, "pass")
-    : h("details", {}, h("summary", { class: "bad" }, c.golden), h("pre", {}, c.golden_diff || c.golden_error));
-  return h("tr", { class: c.changed ? "changed" : null, "data-case": c.name },
+    : h("details", {}, h("summary", { class: "bad" }, c.golden),
+      c.golden_diff ? diffView(c.golden_diff, "golden-diff") : h("pre", {}, c.golden_error));
+  const rows = [h("tr", { class: c.changed ? "changed case" : "case", "data-case": c.name },
     h("td", { class: "case-name" }, h("code", { title: c.path }, c.name), c.changed ? h("span", { class: "flag" }, " changed") : null),
     h("td", { class: "case-active" }, goldenCell(c.active)),
-    h("td", { class: "case-draft" }, goldenCell(c.draft), c.changed ? h("details", {}, h("summary", {}, "diff"), h("pre", {}, c.diff)) : null),
-    h("td", { class: "case-golden" }, golden));
+    h("td", { class: "case-draft" }, goldenCell(c.draft)),
+    h("td", { class: "case-golden" }, golden))];
+  if (c.changed) {
+    rows.push(h("tr", { class: "changed diff-row", "data-case": c.name },
+      h("td", { colspan: "4" }, h("p", { class: "note" }, "- active rules, + draft:"), diffView(c.diff, "case-diff"))));
+  }
+  return rows;
+}
+
+// filterCases hides the cases the draft decides as the active rules do, when asked to.
+function filterCases() {
+  const only = $("#changed-only").checked;
+  let shown = 0, total = 0;
+  for (const tr of document.querySelectorAll("#draft-cases tbody tr.case")) {
+    total++;
+    const on = !only || tr.classList.contains("changed");
+    tr.hidden = !on;
+    if (on) shown++;
+  }
+  $("#draft-cases-count").textContent = only ? shown + " of " + total + " cases shown" : total + " cases";
 }
 
 async function tryDraft() {
   const err = show($("#draft-error"), false);
   const errors = show($("#draft-errors"), false);
   const result = show($("#draft-result"), false);
+  show($("#draft-empty"), false);
   const body = Object.assign({ rules: $("#draft-rules").value }, withAt(callback()) || {});
   const { status, data } = await postJSON("/draft", body);
   if (status === 422) {
     err.textContent = data.error;
     show(err, true);
     diagnosticList(errors, data.errors, data.diagnostics);
+    setMarks(data.diagnostics, data.errors);
     return;
   }
   if (status !== 200) {
@@ -185,38 +306,45 @@ async function tryDraft() {
     show(err, true);
     return;
   }
+  setMarks(data.diagnostics, data.warnings);
 
   const summary = [];
   summary.push("The draft is valid (revision " + data.revision.slice(0, 12) + ").");
   if (data.callback) {
-    summary.push(data.callback.changed ? "It decides the callback above differently." : "It decides the callback above as the active rules do.");
+    summary.push(data.callback.changed ? "It decides the callback differently." : "It decides the callback as the active rules do.");
   }
   const cases = data.cases;
-  const table = show($("#draft-cases"), false);
+  const box = show($("#draft-cases-box"), false);
   if (cases && cases.error) {
     summary.push(cases.error);
   } else if (cases) {
     summary.push(cases.changed === 0
       ? "It decides all " + cases.total + " golden cases as the active rules do."
-      : cases.changed + " of " + cases.total + " golden cases would be decided differently (highlighted).");
+      : cases.changed + " of " + cases.total + " golden cases would be decided differently (highlighted, with the difference).");
     if (cases.failing > 0) {
       summary.push(cases.failing + (cases.failing === 1 ? " fails its golden file" : " fail their golden files") +
-        ", so --reload-cases would refuse this draft: when the change is meant, save it, run reservist test --update and review the golden files.");
+        (cases.gate ? ", so --reload-cases would refuse this draft" : "") +
+        ": when the change is meant, save it, run reservist test --update and review the golden files.");
     }
-    const rows = [...cases.results].sort((a, b) => (b.changed - a.changed));
-    table.tBodies[0].replaceChildren(...rows.map(caseRow));
-    show(table, cases.total > 0);
+    const sorted = [...cases.results].sort((a, b) => (b.changed - a.changed));
+    $("#draft-cases").tBodies[0].replaceChildren(...sorted.flatMap(caseRows));
+    show(box, cases.total > 0);
+    filterCases();
   } else {
-    summary.push("No --reload-cases directories are set, so only the callback is compared.");
+    summary.push("There are no golden cases to try it against (serve --reload-cases DIR, or cases/ beside the rules file), so only the callback is compared.");
   }
   $("#draft-summary").textContent = summary.join(" ");
   diagnosticList($("#draft-warnings"), data.warnings, data.diagnostics);
 
   const cb = $("#draft-callback");
   if (data.callback) {
-    cb.replaceChildren(h("div", { class: "side-by-side" + (data.callback.changed ? " changed" : "") },
+    const parts = [h("div", { class: "side-by-side" + (data.callback.changed ? " changed" : "") },
       decisionView(data.callback.active, "Active rules"),
-      decisionView(data.callback.draft, "Draft")));
+      decisionView(data.callback.draft, "Draft"))];
+    if (data.callback.changed) {
+      parts.push(h("div", { class: "callback-diff" }, h("p", { class: "note" }, "- active rules, + draft:"), diffView(data.callback.diff)));
+    }
+    cb.replaceChildren(...parts);
   } else {
     cb.replaceChildren();
   }
@@ -241,6 +369,33 @@ function pickRecent() {
   if (!o || !o.dataset.form) return;
   $("#form-body").value = o.dataset.form;
   setMode("form");
+  setLoaded(null);
+}
+
+// The golden cases, to load into the form; filled from /cases.
+let goldenCases = [];
+
+async function loadCases() {
+  const sel = $("#case");
+  const resp = await fetch("/cases");
+  const data = await resp.json();
+  goldenCases = data.cases || [];
+  const opts = [h("option", { value: "" }, data.error ? data.error : goldenCases.length ? "pick one…" : "none found")];
+  goldenCases.forEach((c, i) => {
+    opts.push(h("option", { value: String(i), disabled: c.error ? true : null, title: c.error || c.path },
+      c.name + (c.golden ? " → " + c.golden.rule : c.error ? " (does not parse)" : " (no golden file)")));
+  });
+  sel.replaceChildren(...opts);
+  sel.dataset.loaded = "true"; // tests wait for this
+}
+
+function pickCase() {
+  const c = goldenCases[Number($("#case").value)];
+  if (!c || c.error) return;
+  $("#form-body").value = c.form;
+  fillFields();
+  setMode(mode());
+  setLoaded(c);
 }
 
 // fillFields copies a form body into the fields, so that picking a callback and then editing
@@ -248,8 +403,7 @@ function pickRecent() {
 function fillFields() {
   const q = new URLSearchParams($("#form-body").value.trim());
   for (const el of document.querySelectorAll("#as-fields [data-param]")) {
-    if (!q.has(el.dataset.param)) continue;
-    let v = q.get(el.dataset.param);
+    let v = q.has(el.dataset.param) ? q.get(el.dataset.param) : (el.tagName === "TEXTAREA" ? "{}" : "");
     if (el.tagName === "TEXTAREA") {
       try { v = JSON.stringify(JSON.parse(v), null, 2); } catch (e) { /* shown as sent */ }
     }
@@ -264,12 +418,26 @@ function start() {
       setMode(mode());
     });
   }
-  $("#decide").addEventListener("click", () => decide().catch((e) => { $("#decide-error").textContent = String(e); show($("#decide-error"), true); }));
-  $("#try-draft").addEventListener("click", () => tryDraft().catch((e) => { $("#draft-error").textContent = String(e); show($("#draft-error"), true); }));
+  const fail = (sel) => (e) => { $(sel).textContent = String(e); show($(sel), true); };
+  $("#decide").addEventListener("click", () => decide().catch(fail("#decide-error")));
+  $("#save-case").addEventListener("click", () => saveCase().catch(fail("#decide-error")));
+  $("#try-draft").addEventListener("click", () => tryDraft().catch(fail("#draft-error")));
+  $("#changed-only").addEventListener("change", filterCases);
+  // What the person types is no longer the loaded case.
+  $("#form-body").addEventListener("input", () => setLoaded(null));
+  for (const el of document.querySelectorAll("#as-fields [data-param]")) el.addEventListener("input", () => setLoaded(null));
   if ($("#recent")) {
     $("#recent").addEventListener("change", pickRecent);
     $("#recent-refresh").addEventListener("click", () => refreshRecent().catch(() => {}));
   }
+  if ($("#case")) {
+    $("#case").addEventListener("change", pickCase);
+    loadCases().catch((e) => { $("#case").replaceChildren(h("option", { value: "" }, "cannot list the cases: " + e)); });
+  }
+  const ta = $("#draft-rules");
+  ta.addEventListener("input", renderGutter);
+  ta.addEventListener("scroll", () => { $("#draft-gutter").scrollTop = ta.scrollTop; });
+  renderGutter();
   document.body.dataset.ready = "true"; // tests wait for this
 }
 
