@@ -27,7 +27,7 @@ type Credentials struct {
 
 // FromEnv reads the credentials from Twilio's variables and checks them as a whole: every
 // problem is an error that names its variable and says what is right. This is the one rule
-// of which credentials serve takes (docs/taskrouter.md):
+// of which credentials serve takes (docs/outbox.md, "Credentials"):
 //   - TWILIO_AUTH_TOKEN alone: callbacks are signature-checked, REST decisions dry-run;
 //   - TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN, or with TWILIO_API_KEY and TWILIO_API_SECRET:
 //     REST calls are sent too;
