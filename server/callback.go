@@ -333,7 +333,10 @@ func (c *callback) decide(w http.ResponseWriter, e *engine.Engine, params url.Va
 	}
 	left := c.budget - time.Since(received)
 	if left <= 0 { // the request itself took the budget to arrive
+		// As the timer does: sent now, with its length, while the engine decides.
+		w.Header()["Content-Length"] = emptyAnswerLength
 		respond.Raw(w, http.StatusOK, emptyAnswer)
+		http.NewResponseController(w).Flush()
 		return c.run(e, params, received), time.Now()
 	}
 	b := c.startBudget(w, left)

@@ -523,6 +523,34 @@ func TestCallbackResponseBudget(t *testing.T) {
 	}
 }
 
+// A callback that took the whole budget to arrive is answered {} at once, while the engine
+// still decides: the answer is sent then, not when the handler returns.
+func TestCallbackArrivedAfterItsBudget(t *testing.T) {
+	release := make(chan struct{})
+	h := newHarness(t, func(o *Options) {
+		o.ResponseBudget = time.Nanosecond // spent before the handler looks
+		o.beforeDecide = func() { <-release }
+	})
+	defer close(release)
+	params := callbackParams(`{"channel":"chat"}`)
+	req, _ := http.NewRequest("POST", h.srv.URL+"/assignment_callback", strings.NewReader(params.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set(SignatureHeader, testkit.Sign(h.token, h.srv.URL+"/assignment_callback", params))
+	answered := make(chan *http.Response, 1)
+	go func() {
+		if resp, err := h.srv.Client().Do(req); err == nil {
+			answered <- resp
+		}
+	}()
+	select {
+	case resp := <-answered:
+		defer resp.Body.Close()
+		wantJSON(t, resp, 200, `{}`)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer while the engine was still deciding: {} was written but not sent")
+	}
+}
+
 // Budget timers that did not fire are used again: a late callback after many quick ones
 // still gets its {} from the budget, and quick ones after it get their decisions.
 func TestCallbackResponseBudgetReused(t *testing.T) {
