@@ -63,7 +63,7 @@ func TestConcurrentMigrations(t *testing.T) {
 		collided := 0
 		var example error
 		for range trials {
-			errs := raceTwo(t, srv.NewDatabase(t), migrate)
+			errs := raceTwo(t, srv.NewDatabase(t), migrateUnlocked)
 			if errs[0] != nil || errs[1] != nil {
 				collided++
 				example = errors.Join(errs[0], errs[1])
@@ -75,7 +75,7 @@ func TestConcurrentMigrations(t *testing.T) {
 	t.Run("under the advisory lock", func(t *testing.T) {
 		for trial := range trials {
 			url := srv.NewDatabase(t)
-			for i, err := range raceTwo(t, url, migrateLocked) {
+			for i, err := range raceTwo(t, url, migrateWithLock) {
 				if err != nil {
 					t.Errorf("trial %d: migrator %d failed under the lock: %v", trial, i, err)
 				}

@@ -1,0 +1,389 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/reservist/reservist/engine/outbox"
+	"github.com/reservist/reservist/engine/taskrouter/taskroutertest"
+	"github.com/reservist/reservist/internal/pgtest"
+	"github.com/reservist/reservist/internal/testkit"
+)
+
+// testAction is an accept for reservation n, due now, with a two-minute deadline.
+func testAction(n uint64) outbox.Action {
+	now := time.Now()
+	return outbox.Action{
+		ReservationSid: taskroutertest.NewSid("WR", n),
+		TaskSid:        taskroutertest.NewSid("WT", n),
+		WorkspaceSid:   taskroutertest.NewSid("WS", 1),
+		Rule:           "r",
+		Params:         outbox.Params{"ReservationStatus": "accepted", "DequeueStatusCallbackEvent": []string{"a", "b"}, "Timeout": 30, "CallAccept": true},
+		Received:       now,
+		Due:            now,
+		Deadline:       now.Add(2 * time.Minute),
+	}
+}
+
+// open opens an outbox on url with a dry-run carrier logging into logs, and closes it when
+// the test ends.
+func open(t *testing.T, url string, logs *testkit.LogBuffer, metrics *outbox.Metrics) *Outbox {
+	t.Helper()
+	carrier := outbox.NewCarrier(outbox.CarrierOptions{
+		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: metrics,
+	})
+	ob, err := Open(url, Options{Carrier: carrier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	return ob
+}
+
+// TestJobIsTheAction: a job's args are the Action's JSON, nothing more, and read back as the
+// Action that was put.
+func TestJobIsTheAction(t *testing.T) {
+	a := testAction(1)
+	got, err := json.Marshal(newJob(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g, w map[string]any
+	if err := errors.Join(json.Unmarshal(got, &g), json.Unmarshal(want, &w)); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(w, g); d != "" {
+		t.Errorf("the job's args are not the Action's JSON (-action +job):\n%s", d)
+	}
+	var back job
+	if err := json.Unmarshal(got, &back); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(a, back.action()); d != "" {
+		t.Errorf("the Action read back (-put +read):\n%s", d)
+	}
+}
+
+// otherArgs is a job of another kind in the outbox's queue: an application's own River jobs
+// in the same database.
+type otherArgs struct {
+	N int `json:"n"`
+}
+
+func (otherArgs) Kind() string { return "someone_elses" }
+
+type blockWorker[T river.JobArgs] struct {
+	river.WorkerDefaults[T]
+	started chan<- int64
+}
+
+func (w *blockWorker[T]) Work(ctx context.Context, j *river.Job[T]) error {
+	w.started <- j.ID
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestRescueHoldsToRiversSchema: the rescue pass (rescue.go) writes River's job table the way
+// River's own rescuer does, as River itself reads it back: a stuck outbox job becomes
+// available with the rescue recorded as an attempt error and in its metadata, keeps its
+// attempt, and is run again by another replica; a job of another kind, or one not running
+// long enough, is left alone; and a second pass finds nothing to do. If River's table
+// changes, this fails.
+func TestRescueHoldsToRiversSchema(t *testing.T) {
+	t.Parallel()
+	pool, _ := newDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// A replica stuck in its calls: workers that never return until the test ends, and no
+	// rescue of River's own within the test.
+	started := make(chan int64, 2)
+	ws := river.NewWorkers()
+	river.AddWorker(ws, &blockWorker[job]{started: started})
+	river.AddWorker(ws, &blockWorker[otherArgs]{started: started})
+	stuck := newClient(t, pool, &river.Config{
+		FetchPollInterval:    pollInterval,
+		JobTimeout:           -1,
+		RescueStuckJobsAfter: time.Hour,
+		Logger:               quietLogger,
+		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: 2}},
+		Workers:              ws,
+	})
+	ours, err := stuck.Insert(ctx, newJob(testAction(1)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := stuck.Insert(ctx, otherArgs{N: 1}, &river.InsertOpts{Queue: queueName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case <-started:
+		case <-ctx.Done():
+			t.Fatal("the stuck replica did not start both jobs")
+		}
+	}
+	before, err := stuck.JobGet(ctx, ours.Job.ID)
+	if err != nil || before.State != rivertype.JobStateRunning {
+		t.Fatalf("our job is %v (%v), want running", before.State, err)
+	}
+
+	const after = time.Second
+	if n, err := rescue(ctx, pool, after); err != nil || n != 0 {
+		t.Fatalf("a pass before the job ran %v rescued %d (%v), want 0", after, n, err)
+	}
+	var n int64
+	waitFor(t, 10*time.Second, "the rescue of the stuck job", func() (bool, error) {
+		n, err = rescue(ctx, pool, after)
+		return n > 0, err
+	})
+	if n != 1 {
+		t.Errorf("rescued %d jobs, want our one", n)
+	}
+	if n, err := rescue(ctx, pool, after); err != nil || n != 0 {
+		t.Errorf("a second pass rescued %d (%v), want 0", n, err)
+	}
+
+	row, err := stuck.JobGet(ctx, ours.Job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.State != rivertype.JobStateAvailable || row.Attempt != before.Attempt || row.ScheduledAt.After(time.Now()) {
+		t.Errorf("after the rescue: state %s, attempt %d (was %d), scheduled %v; want available now, attempt kept",
+			row.State, row.Attempt, before.Attempt, row.ScheduledAt)
+	}
+	if len(row.Errors) != 1 || row.Errors[0].Error != rescueError || row.Errors[0].Attempt != before.Attempt ||
+		time.Since(row.Errors[0].At).Abs() > time.Minute {
+		t.Errorf("the rescued job's errors: %+v, want one at attempt %d saying %q", row.Errors, before.Attempt, rescueError)
+	}
+	var md struct {
+		Rescues int `json:"river:rescue_count"`
+	}
+	if err := json.Unmarshal(row.Metadata, &md); err != nil || md.Rescues != 1 {
+		t.Errorf("the rescued job's metadata %s (%v), want river:rescue_count 1", row.Metadata, err)
+	}
+	other, err := stuck.JobGet(ctx, theirs.Job.ID)
+	if err != nil || other.State != rivertype.JobStateRunning || len(other.Errors) != 0 {
+		t.Errorf("the other kind's job is %v with errors %+v (%v), want it left running", other.State, other.Errors, err)
+	}
+
+	// Another replica runs it again, as the second attempt.
+	type run struct{ attempt, errors int }
+	runs := make(chan run, 1)
+	ws2 := river.NewWorkers()
+	river.AddWorker(ws2, river.WorkFunc(func(_ context.Context, j *river.Job[job]) error {
+		runs <- run{j.Attempt, len(j.Errors)}
+		return nil
+	}))
+	newClient(t, pool, &river.Config{FetchPollInterval: pollInterval, Logger: quietLogger,
+		Queues: map[string]river.QueueConfig{queueName: {MaxWorkers: 1}}, Workers: ws2})
+	select {
+	case r := <-runs:
+		if r.attempt != before.Attempt+1 || r.errors != 1 {
+			t.Errorf("run again as attempt %d with %d errors, want attempt %d with 1", r.attempt, r.errors, before.Attempt+1)
+		}
+	case <-ctx.Done():
+		t.Fatal("the rescued job was not run again")
+	}
+	waitState(t, stuck, ours.Job.ID, rivertype.JobStateCompleted, 10*time.Second)
+}
+
+// TestStatsCountsTheOutboxOnly: Stats counts the outbox's pending jobs, not another kind's
+// in the same database, nor finished ones.
+func TestStatsCountsTheOutboxOnly(t *testing.T) {
+	t.Parallel()
+	pool, url := newDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ob := open(t, url, &testkit.LogBuffer{}, nil)
+	oldest := testAction(1)
+	oldest.Received = oldest.Received.Add(-time.Minute)
+	for _, a := range []outbox.Action{oldest, testAction(2)} {
+		if _, err := ob.Put(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inserter := newClient(t, pool, &river.Config{Workers: workers(&actionWorker{}), SkipUnknownJobCheck: true})
+	if _, err := inserter.Insert(ctx, otherArgs{N: 1}, &river.InsertOpts{Queue: queueName}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ob.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Depth != 2 || st.Oldest.Sub(oldest.Received).Abs() > time.Millisecond {
+		t.Errorf("Stats = %+v, want depth 2, oldest %v", st, oldest.Received)
+	}
+	if _, err := pool.Exec(ctx, "UPDATE river_job SET state = 'completed', finalized_at = now() WHERE args->>'reservation_sid' = $1",
+		oldest.ReservationSid); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = ob.Stats(ctx); err != nil || st.Depth != 1 {
+		t.Errorf("Stats with one finished = %+v (%v), want depth 1", st, err)
+	}
+}
+
+// TestDatabaseGoneAndBack: a database that cannot be reached at Open leaves the outbox
+// unready, not failed; it becomes ready by itself once the database is there, carries out
+// what is put, goes unready again when the database goes away mid-run (Put failing at
+// once), and recovers again. Reservist's own lines say what happened, once each, and River's
+// per-poll errors are held back while they would only repeat it.
+func TestDatabaseGoneAndBack(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Start(t)
+	url := srv.NewDatabase(t)
+	srv.Stop(t)
+
+	logs := &testkit.LogBuffer{}
+	metrics := outbox.NewMetrics()
+	ob := open(t, url, logs, metrics)
+	if err := ob.Ready(); !errors.Is(err, outbox.ErrUnreachable) {
+		t.Fatalf("Ready with the database down: %v, want ErrUnreachable", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := ob.Put(ctx, testAction(1)); !errors.Is(err, outbox.ErrUnreachable) {
+		t.Errorf("Put with the database down: %v, want ErrUnreachable", err)
+	} else if took := time.Since(start); took > 100*time.Millisecond {
+		t.Errorf("Put with the database known down took %v, want it to fail at once", took)
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- ob.Run(runCtx) }()
+	defer func() {
+		stopRun()
+		if err := <-ran; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	ready := func(what string) {
+		t.Helper()
+		resumed := time.Now()
+		waitFor(t, 20*time.Second, what, func() (bool, error) { return ob.Ready() == nil, nil })
+		t.Logf("%s %v after the database was back", what, time.Since(resumed).Round(time.Millisecond))
+	}
+	carried := func(n uint64) {
+		t.Helper()
+		if _, err := ob.Put(ctx, testAction(n)); err != nil {
+			t.Fatalf("Put once ready: %v", err)
+		}
+		waitFor(t, 20*time.Second, "the action carried out", func() (bool, error) {
+			st, err := ob.Stats(ctx)
+			return err == nil && st.Depth == 0, nil
+		})
+	}
+	srv.Resume(t)
+	ready("ready")
+	carried(1)
+
+	srv.Stop(t)
+	waitFor(t, 20*time.Second, "unready with the database gone", func() (bool, error) {
+		return errors.Is(ob.Ready(), outbox.ErrUnreachable), nil
+	})
+	if _, err := ob.Put(ctx, testAction(2)); err == nil {
+		t.Error("Put with the database gone succeeded")
+	}
+	srv.Resume(t)
+	ready("ready again")
+	carried(3)
+
+	for msg, want := range map[string]int{
+		"outbox database unreachable: REST decisions are answered at once, or with 503 when they have a delay, until it is back": 2,
+		"outbox database reachable again":   2,
+		"outbox schema created or upgraded": 1,
+	} {
+		if got := len(logs.Records(msg)); got != want {
+			t.Errorf("%d lines %q, want %d", got, msg, want)
+		}
+	}
+	// River logs every failed poll; from reservist's line saying the database is gone to its
+	// line saying it is back, none of that is shown.
+	quiet := true // the database was down at Open
+	for l := range strings.Lines(logs.String()) {
+		switch {
+		case strings.Contains(l, `"msg":"outbox database unreachable`):
+			quiet = true
+		case strings.Contains(l, `"msg":"outbox database reachable again"`):
+			quiet = false
+		case quiet && strings.Contains(l, `"component":"river"`):
+			t.Errorf("River logged while reservist had said the database is unreachable: %s", l)
+		}
+	}
+}
+
+// TestRefusedAtStart: a database that refuses reservist (no such database, no such user)
+// fails Open with the server's reason, since waiting will not help.
+func TestRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Shared(t)
+	for name, url := range map[string]string{
+		"no such database": srv.DatabaseURL("no_such_database"),
+		"no such user":     strings.Replace(srv.URL(), "postgres@", "nobody@", 1),
+	} {
+		carrier := outbox.NewCarrier(outbox.CarrierOptions{})
+		ob, err := Open(url, Options{Carrier: carrier})
+		if err == nil {
+			ob.Close()
+			t.Errorf("%s: Open succeeded", name)
+			continue
+		}
+		if !Refused(err) {
+			t.Errorf("%s: %v is not taken for a refusal", name, err)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"postgres://u:s3cret@db:5432/reservist?sslmode=verify-full", "postgres://u:xxxxx@db:5432/reservist?sslmode=verify-full"},
+		{"postgres://u@db/reservist", "postgres://u@db/reservist"},
+		{"postgresql://db/reservist?password=s3cret&sslpassword=s3cret", "postgresql://db/reservist?password=xxxxx&sslpassword=xxxxx"},
+		{"postgres://u:s3cret@db:bad%/x", "postgres://…"},
+	} {
+		if got := Redacted(tc.in); got != tc.want {
+			t.Errorf("Redacted(%q) = %q; want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestParseURL: libpq's variables fill in what the URL leaves out; errors never show the
+// password.
+func TestParseURL(t *testing.T) {
+	t.Setenv("PGPASSWORD", "from-the-environment")
+	cfg, err := ParseURL("postgres://reservist@db.example.com/outbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ConnConfig.Password != "from-the-environment" || cfg.MaxConns != defaultMaxConns {
+		t.Errorf("password %q, pool %d; want PGPASSWORD's and %d", cfg.ConnConfig.Password, cfg.MaxConns, defaultMaxConns)
+	}
+	if cfg, err := ParseURL("postgres://db/outbox?pool_max_conns=3"); err != nil || cfg.MaxConns != 3 {
+		t.Errorf("pool_max_conns=3: %v (%v), want the URL's", cfg, err)
+	}
+	for _, bad := range []string{"postgres://u:s3cret@db:bad/x", "postgres://u:s3cret@db/x?sslmode=nope", "mysql://u:s3cret@db/x"} {
+		_, err := ParseURL(bad)
+		if err == nil {
+			t.Errorf("ParseURL(%q) accepted it", bad)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("ParseURL(%q): %v shows the password", bad, err)
+		}
+	}
+}
