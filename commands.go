@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/cases"
+	"github.com/reservist/reservist/engine/outbox/postgres"
 	"github.com/reservist/reservist/engine/taskrouter"
 	"github.com/reservist/reservist/internal/cli"
 	"github.com/reservist/reservist/internal/config"
@@ -257,5 +259,63 @@ func send(ctx context.Context, args []string, getenv func(string) string, stdout
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return cli.Exit(cli.Failed, nil)
 	}
+	return nil
+}
+
+// migrateTimeout bounds `reservist migrate` by default: connecting, waiting for the lock a
+// starting replica may hold, and River's migrations.
+const migrateTimeout = 2 * time.Minute
+
+// migrate creates or upgrades the shared PostgreSQL outbox's schema ahead of a rollout, for
+// teams whose runtime database user may not change the schema; serve does the same at start
+// under the same lock. It exits 0 when the schema is current, 2 for a usage error and 3 when
+// the database cannot be reached or refuses.
+func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlags("migrate", stderr)
+	target := fs.String("outbox", "", "the shared outbox's PostgreSQL `URL`, postgres://USER@HOST:PORT/DATABASE, as serve's --outbox")
+	timeout := fs.Duration("timeout", migrateTimeout, "give up after this `duration`")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: reservist migrate --outbox URL
+
+Creates or upgrades the shared PostgreSQL outbox's schema (River's tables) in the database the
+URL names, as a user that may change the schema, and exits. reservist serve does the same at
+start under the same lock; run this when its own database user may not. libpq's PG* variables
+(PGPASSWORD, PGSSLMODE, ...) fill in what the URL leaves out. Only --outbox names the database:
+Like every command but serve, it reads no RESERVIST_* variable:
+pass --outbox "$RESERVIST_OUTBOX".
+
+`)
+		fs.PrintDefaults()
+	}
+	pos, err := cli.Parse(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) > 0:
+		return cli.Exit(cli.Usage, fmt.Errorf("migrate takes no arguments, got %q; give the database with --outbox", pos))
+	case *target == "":
+		return cli.Exit(cli.Usage, errors.New("migrate needs --outbox postgres://USER@HOST:PORT/DATABASE"))
+	case *target == config.OutboxBbolt:
+		return cli.Exit(cli.Usage, errors.New("--outbox bbolt needs no migration: the embedded outbox creates its file at start; migrate is for a postgres:// URL"))
+	case !postgres.IsURL(*target):
+		return cli.Exit(cli.Usage, fmt.Errorf("--outbox %q: must be a PostgreSQL URL postgres://USER@HOST:PORT/DATABASE", postgres.Redacted(*target)))
+	case *timeout <= 0:
+		return cli.Exit(cli.Usage, fmt.Errorf("--timeout %v: must be more than 0", *timeout))
+	}
+	if _, err := postgres.ParseURL(*target); err != nil {
+		return cli.Exit(cli.Usage, fmt.Errorf("--outbox: %v", err))
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	schema, err := postgres.Migrate(ctx, *target)
+	if err != nil {
+		return cli.Exit(cli.Runtime, fmt.Errorf("--outbox %s: %w", postgres.Redacted(*target), err))
+	}
+	if len(schema.Applied) == 0 {
+		fmt.Fprintf(stdout, "%s: the outbox schema is current (version %d)\n", postgres.Redacted(*target), schema.Version)
+		return nil
+	}
+	fmt.Fprintf(stdout, "%s: the outbox schema is at version %d (applied %v)\n", postgres.Redacted(*target), schema.Version, schema.Applied)
 	return nil
 }

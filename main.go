@@ -29,6 +29,7 @@ const usage = `usage:
   reservist explain [--rules FILE] CASE
   reservist schema
   reservist send    [--url URL] CASE
+  reservist migrate --outbox URL            create or upgrade the shared PostgreSQL outbox's schema
   reservist version
 
 Run 'reservist COMMAND -h' for a command's flags.
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return schemaCmd(args, stdout, stderr)
 	case "send":
 		return send(ctx, args, getenv, stdout, stderr)
+	case "migrate":
+		return migrate(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "reservist", version())
 		return nil

@@ -45,7 +45,6 @@ import (
 var pendingFlags = map[string]bool{
 	"metrics-listen": true,
 	"shutdown-delay": true,
-	"outbox":         true,
 	"log-level":      true,
 }
 

@@ -208,6 +208,9 @@ func Open(url string, opts Options) (*Outbox, error) {
 	cancel()
 	if err != nil && Refused(err) {
 		o.pool.Close()
+		if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "42501" { // insufficient_privilege
+			err = fmt.Errorf("%w: this database user may not create the outbox's tables; run `reservist migrate --outbox URL` once as a user that may", err)
+		}
 		return nil, err
 	}
 	o.setReachable(err)
