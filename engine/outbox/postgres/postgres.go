@@ -125,6 +125,7 @@ type Outbox struct {
 	// it; River's log lines are held back while it is set (see riverLog).
 	unreachable atomic.Pointer[error]
 	quiet       atomic.Bool
+	recheck     chan struct{} // wakes the probe at once: River has just logged an error
 	migrated    chan struct{} // closed once the schema is known to be current
 	stopping    atomic.Bool   // Run is draining: start no attempt
 
@@ -170,6 +171,7 @@ func Open(url string, opts Options) (*Outbox, error) {
 		drain:    opts.Drain,
 		putTO:    opts.PutTimeout,
 		migrated: make(chan struct{}),
+		recheck:  make(chan struct{}, 1),
 	}
 	if o.drain <= 0 {
 		o.drain = outbox.DefaultDrain
@@ -194,7 +196,7 @@ func Open(url string, opts Options) (*Outbox, error) {
 		FetchPollInterval:    pollInterval,
 		JobTimeout:           jobTimeout,
 		RescueStuckJobsAfter: rescueAfter,
-		Logger:               slog.New(riverLog{o.log.Handler().WithAttrs([]slog.Attr{slog.String("component", "river")}), &o.quiet}),
+		Logger:               slog.New(riverLog{o.log.Handler().WithAttrs([]slog.Attr{slog.String("component", "river")}), &o.quiet, o.recheck}),
 		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: concurrency}},
 		Workers:              workers,
 	})
@@ -467,6 +469,7 @@ func (o *Outbox) probe(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-o.recheck:
 		}
 		check, cancel := context.WithTimeout(ctx, probeTimeout)
 		err := o.migrate(check)
@@ -519,22 +522,34 @@ func (o *Outbox) setReachable(err error) {
 
 // riverLog is River's logger: its lines at warn and above, and none while the database is
 // known to be unreachable, when River logs every failed poll of every component and
-// reservist has said once what is wrong.
+// reservist has said once what is wrong. An error from River has the probe look at once,
+// which is how a lost database is usually noticed first.
 type riverLog struct {
 	slog.Handler
-	quiet *atomic.Bool
+	quiet   *atomic.Bool
+	recheck chan<- struct{}
 }
 
 func (r riverLog) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && !r.quiet.Load() && r.Handler.Enabled(ctx, l)
 }
 
+func (r riverLog) Handle(ctx context.Context, rec slog.Record) error {
+	if rec.Level >= slog.LevelError {
+		select {
+		case r.recheck <- struct{}{}:
+		default:
+		}
+	}
+	return r.Handler.Handle(ctx, rec)
+}
+
 func (r riverLog) WithAttrs(as []slog.Attr) slog.Handler {
-	return riverLog{r.Handler.WithAttrs(as), r.quiet}
+	return riverLog{r.Handler.WithAttrs(as), r.quiet, r.recheck}
 }
 
 func (r riverLog) WithGroup(name string) slog.Handler {
-	return riverLog{r.Handler.WithGroup(name), r.quiet}
+	return riverLog{r.Handler.WithGroup(name), r.quiet, r.recheck}
 }
 
 // Refused reports whether err is the database's own refusal, which waiting will not fix: a
