@@ -13,6 +13,10 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	// Mozilla's CA roots, for REST calls over TLS where the system has none: the image is
+	// distroless, and a static binary must not depend on the host's files.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	"github.com/reservist/reservist/internal/cli"
 )
 

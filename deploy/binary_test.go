@@ -3,9 +3,6 @@ package deploy_test
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +17,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +27,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/reservist/reservist/internal/testkit"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -267,25 +264,6 @@ func sidecarEnv(t *testing.T, s sidecar) map[string]string {
 	return env
 }
 
-// signature is Twilio's X-Twilio-Signature for a form POST to rawURL.
-func signature(token, rawURL string, form url.Values) string {
-	keys := make([]string, 0, len(form))
-	for k := range form {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	b.WriteString(rawURL)
-	for _, k := range keys {
-		for _, v := range form[k] {
-			b.WriteString(k + v)
-		}
-	}
-	mac := hmac.New(sha1.New, []byte(token))
-	mac.Write([]byte(b.String()))
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
-}
-
 // TestSidecarServes runs the binary with the embedded overlay's sidecar environment (only the
 // addresses and paths moved to a temporary directory and free loopback ports) and checks that
 // it starts on the ConfigMap's rules, answers the probe paths with 200, checks signatures
@@ -426,7 +404,7 @@ func TestSidecarServes(t *testing.T) {
 	if code, body := post(""); code != http.StatusForbidden {
 		t.Errorf("an unsigned callback: %d %s; want 403", code, body)
 	}
-	sig := signature(env["TWILIO_AUTH_TOKEN"], strings.TrimSuffix(env["RESERVIST_PUBLIC_URL"], "/")+callbackPath, form)
+	sig := testkit.Sign(env["TWILIO_AUTH_TOKEN"], strings.TrimSuffix(env["RESERVIST_PUBLIC_URL"], "/")+callbackPath, form)
 	if code, body := post(sig); code != http.StatusOK || strings.TrimSpace(body) != "{}" {
 		t.Errorf("a callback signed for RESERVIST_PUBLIC_URL: %d %s; want 200 {} (the decision goes by REST)", code, body)
 	}

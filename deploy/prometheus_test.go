@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -152,20 +151,6 @@ func TestAlertRules(t *testing.T) {
 			t.Errorf("alert %s has no test in %s", n, alertsTestFile)
 		}
 	}
-}
-
-// alertMetrics is every reservist_ metric name the alert expressions use.
-func alertMetrics(t *testing.T) []string {
-	t.Helper()
-	re := regexp.MustCompile(`\breservist_[a-z0-9_]+`)
-	var names []string
-	for _, g := range alertGroups(t) {
-		for _, r := range g.Rules {
-			names = append(names, re.FindAllString(r.Expr.String(), -1)...)
-		}
-	}
-	slices.Sort(names)
-	return slices.Compact(names)
 }
 
 // TestPromtool runs promtool's checks and the alerts' unit tests. Without promtool the test
