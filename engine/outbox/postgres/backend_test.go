@@ -387,3 +387,27 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemaOfItsOwn: search_path in the URL puts River's tables in a schema of their own,
+// and the outbox works there, beside an application's own tables.
+func TestSchemaOfItsOwn(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Shared(t).NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin := newPool(t, url)
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA reservist"); err != nil {
+		t.Fatal(err)
+	}
+	ob := open(t, url+"&search_path=reservist", &testkit.LogBuffer{}, nil)
+	if _, err := ob.Put(ctx, testAction(1)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := ob.Stats(ctx); err != nil || st.Depth != 1 {
+		t.Errorf("Stats = %+v (%v), want depth 1", st, err)
+	}
+	var schema string
+	if err := admin.QueryRow(ctx, "SELECT table_schema FROM information_schema.tables WHERE table_name = 'river_job'").Scan(&schema); err != nil || schema != "reservist" {
+		t.Errorf("river_job is in schema %q (%v), want reservist", schema, err)
+	}
+}
