@@ -63,11 +63,11 @@ func TestFigures(t *testing.T) {
 	}
 
 	type result struct {
-		rps, p50, p99              []float64 // saturation, per round
-		carried                    []float64 // actions carried out per second, burst and drain
-		rateP50, rateP99           []float64 // steady rate, per round
+		rps, p50, p99               []float64 // saturation, per round
+		carried                     []float64 // actions carried out per second, burst and drain
+		rateP50, rateP99            []float64 // steady rate, per round
 		lateP50, lateP99, lateWorst float64
-		rssKB                      int64
+		rssKB                       int64
 	}
 	results := map[string]*result{}
 	procs := map[string]*testkit.Process{}
