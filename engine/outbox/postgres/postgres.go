@@ -92,6 +92,9 @@ const (
 const (
 	probeInterval = time.Second
 	probeTimeout  = 2 * time.Second
+	// migrateTimeout bounds a migration the probe retries: it may wait for another replica's
+	// lock, and River's migrations on a slow server take longer than a ping.
+	migrateTimeout = 30 * time.Second
 	// hardStop bounds the wait for River once the calls in flight have been cancelled.
 	hardStop = 5 * time.Second
 )
@@ -480,12 +483,14 @@ func (o *Outbox) probe(ctx context.Context) {
 		case <-tick.C:
 		case <-o.recheck:
 		}
-		check, cancel := context.WithTimeout(ctx, probeTimeout)
+		check, cancel := context.WithTimeout(ctx, migrateTimeout)
 		err := o.migrate(check)
-		if err == nil {
-			err = o.ping(check)
-		}
 		cancel()
+		if err == nil {
+			check, cancel = context.WithTimeout(ctx, probeTimeout)
+			err = o.ping(check)
+			cancel()
+		}
 		if ctx.Err() != nil {
 			return
 		}
