@@ -250,8 +250,12 @@ func TestDatabaseGoneAndBack(t *testing.T) {
 	srv.Stop(t)
 
 	logs := &testkit.LogBuffer{}
-	metrics := outbox.NewMetrics()
-	ob := open(t, url, logs, metrics)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the outbox's log:\n%s", logs)
+		}
+	})
+	ob := open(t, url, logs, outbox.NewMetrics())
 	if err := ob.Ready(); !errors.Is(err, outbox.ErrUnreachable) {
 		t.Fatalf("Ready with the database down: %v, want ErrUnreachable", err)
 	}

@@ -525,7 +525,9 @@ func (o *Outbox) setReachable(err error) {
 	}
 	old := o.unreachable.Swap(&err)
 	o.quiet.Store(true)
-	if old == nil || (*old).Error() != err.Error() {
+	// Once per outage, and again if the database turns from unreachable to refusing (or
+	// back): an outage's errors change as the server goes down and comes up.
+	if old == nil || Refused(*old) != Refused(err) {
 		msg := "outbox database unreachable: REST decisions are answered at once, or with 503 when they have a delay, until it is back"
 		if Refused(err) {
 			msg = "outbox database refuses reservist: REST decisions are answered at once, or with 503 when they have a delay, until this is fixed"
