@@ -101,8 +101,9 @@ func (w *blockWorker[T]) Work(ctx context.Context, j *river.Job[T]) error {
 // River's own rescuer does, as River itself reads it back: a stuck outbox job becomes
 // available with the rescue recorded as an attempt error and in its metadata, keeps its
 // attempt, and is run again by another replica; a job of another kind, or one not running
-// long enough, is left alone; and a second pass finds nothing to do. If River's table
-// changes, this fails.
+// long enough, is left alone; and a second pass finds nothing to do. A job held in a run that
+// began before it was due (its replica died while snoozing it) is taken back after the
+// shorter wait, a call only after the longer one. If River's table changes, this fails.
 func TestRescueHoldsToRiversSchema(t *testing.T) {
 	t.Parallel()
 	pool, _ := newDatabase(t)
@@ -111,7 +112,7 @@ func TestRescueHoldsToRiversSchema(t *testing.T) {
 
 	// A replica stuck in its calls: workers that never return until the test ends, and no
 	// rescue of River's own within the test.
-	started := make(chan int64, 2)
+	started := make(chan int64, 3)
 	ws := river.NewWorkers()
 	river.AddWorker(ws, &blockWorker[job]{started: started})
 	river.AddWorker(ws, &blockWorker[otherArgs]{started: started})
@@ -120,7 +121,7 @@ func TestRescueHoldsToRiversSchema(t *testing.T) {
 		JobTimeout:           -1,
 		RescueStuckJobsAfter: time.Hour,
 		Logger:               quietLogger,
-		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: 2}},
+		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: 3}},
 		Workers:              ws,
 	})
 	ours, err := stuck.Insert(ctx, newJob(testAction(1)), nil)
@@ -131,11 +132,17 @@ func TestRescueHoldsToRiversSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
+	waiting := testAction(2)
+	waiting.Due = waiting.Received.Add(time.Hour)
+	snoozing, err := stuck.Insert(ctx, newJob(waiting), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
 		select {
 		case <-started:
 		case <-ctx.Done():
-			t.Fatal("the stuck replica did not start both jobs")
+			t.Fatal("the stuck replica did not start the three jobs")
 		}
 	}
 	before, err := stuck.JobGet(ctx, ours.Job.ID)
@@ -144,18 +151,26 @@ func TestRescueHoldsToRiversSchema(t *testing.T) {
 	}
 
 	const after = time.Second
-	if n, err := rescue(ctx, pool, after); err != nil || n != 0 {
-		t.Fatalf("a pass before the job ran %v rescued %d (%v), want 0", after, n, err)
+	if n, err := rescue(ctx, pool, after, after); err != nil || n != 0 {
+		t.Fatalf("a pass before the jobs ran %v rescued %d (%v), want 0", after, n, err)
 	}
+	// Calls rescued after an hour, snooze steps after a second: the waiting job only.
 	var n int64
-	waitFor(t, 10*time.Second, "the rescue of the stuck job", func() (bool, error) {
-		n, err = rescue(ctx, pool, after)
+	waitFor(t, 10*time.Second, "the rescue of the job held while it waited", func() (bool, error) {
+		n, err = rescue(ctx, pool, time.Hour, after)
 		return n > 0, err
 	})
 	if n != 1 {
-		t.Errorf("rescued %d jobs, want our one", n)
+		t.Errorf("rescued %d jobs, want the waiting one", n)
 	}
-	if n, err := rescue(ctx, pool, after); err != nil || n != 0 {
+	if row, err := stuck.JobGet(ctx, snoozing.Job.ID); err != nil || row.State != rivertype.JobStateAvailable || len(row.Errors) != 1 {
+		t.Errorf("the job held while it waited is %v with errors %+v (%v), want available with the rescue", row.State, row.Errors, err)
+	}
+	// Now calls too.
+	if n, err = rescue(ctx, pool, after, after); err != nil || n != 1 {
+		t.Errorf("rescued %d (%v), want the call", n, err)
+	}
+	if n, err := rescue(ctx, pool, after, after); err != nil || n != 0 {
 		t.Errorf("a second pass rescued %d (%v), want 0", n, err)
 	}
 
@@ -187,7 +202,9 @@ func TestRescueHoldsToRiversSchema(t *testing.T) {
 	runs := make(chan run, 1)
 	ws2 := river.NewWorkers()
 	river.AddWorker(ws2, river.WorkFunc(func(_ context.Context, j *river.Job[job]) error {
-		runs <- run{j.Attempt, len(j.Errors)}
+		if j.ID == ours.Job.ID {
+			runs <- run{j.Attempt, len(j.Errors)}
+		}
 		return nil
 	}))
 	newClient(t, pool, &river.Config{FetchPollInterval: pollInterval, Logger: quietLogger,

@@ -309,7 +309,7 @@ func TestReplicaKilledMidCall(t *testing.T) {
 	if rec := survivor.Log.Records("outbox action failed")[0]; rec["twilio_code"] != float64(20001) {
 		t.Errorf("the second call's refusal: %v, want Twilio's not-pending 20001", rec)
 	}
-	if n := len(survivor.Log.Records("outbox took back actions whose replica stopped during their REST call; they are sent again")); n != 1 {
+	if n := len(survivor.Log.Records("outbox took back actions whose replica stopped while it held them; another replica carries them out")); n != 1 {
 		t.Errorf("%d rescue lines, want 1", n)
 	}
 }

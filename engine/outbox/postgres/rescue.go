@@ -17,7 +17,18 @@ package postgres
 // again. The re-send then comes rescueAfter plus at most rescueInterval after the call
 // started. The error appended to the job is a rivertype.AttemptError as the rescuer writes
 // it, and the rescue is counted in the same metadata key, so that River's tools read the
-// job as if River had rescued it. The statement leaves alone what River's rescuer decides
+// job as if River had rescued it.
+//
+// The same holds for a replica that dies while a job waits: a delayed action is run every
+// few seconds only to be snoozed again (worker.go), a run of milliseconds, and the first such
+// run comes right after the insert, the moment a replica killed just after a callback dies
+// in. Left to rescueAfter, that action would be sent up to 22 s late, where the outbox
+// promises 10 s. A run that began over a second before the job was due (by its args' due and
+// its metadata's next try) cannot have been a REST call, so a job running like that for over
+// stepRescueAfter is taken back too; the second covers clocks of replicas and database that
+// disagree a little.
+//
+// The statement leaves alone what River's rescuer decides
 // otherwise (a job whose cancellation was requested, or out of attempts), and it changes a
 // row only while it is still running and stuck, so replicas doing it at once, or River's own
 // rescuer, rescue a job once. TestRescueHoldsToRiversSchema fails if River's table changes
@@ -34,6 +45,10 @@ import (
 // rescueInterval is how often each replica takes back stuck jobs.
 const rescueInterval = 2 * time.Second
 
+// stepRescueAfter is how long a run that could only snooze may take before it is taken for
+// one whose replica died; such a run takes milliseconds.
+const stepRescueAfter = 2 * time.Second
+
 // rescueError is what the job's errors say about the rescue.
 const rescueError = "Stuck job rescued by reservist: its replica stopped during the attempt"
 
@@ -48,14 +63,20 @@ SET state = 'available',
 WHERE state = 'running'
     AND kind = $1
     AND queue = $2
-    AND attempted_at < now() - make_interval(secs => $3)
     AND attempt < max_attempts
-    AND NOT metadata ? 'cancel_attempted_at'`
+    AND NOT metadata ? 'cancel_attempted_at'
+    AND (attempted_at < now() - make_interval(secs => $3)
+        OR (attempted_at < now() - make_interval(secs => $5)
+            AND attempted_at + interval '1 second' < greatest(
+                (args ->> 'due')::timestamptz,
+                CASE WHEN jsonb_typeof(metadata -> 'reservist_next') = 'string'
+                     THEN (metadata ->> 'reservist_next')::timestamptz END)))`
 
-// rescue makes this outbox's jobs that have been running for longer than after available
-// again and says how many it took back.
-func rescue(ctx context.Context, pool *pgxpool.Pool, after time.Duration) (int64, error) {
-	tag, err := pool.Exec(ctx, rescueSQL, kind, queueName, after.Seconds(), rescueError)
+// rescue makes this outbox's jobs available again that have been running for longer than
+// call, or for longer than step in a run that began before they were due, and says how many
+// it took back.
+func rescue(ctx context.Context, pool *pgxpool.Pool, call, step time.Duration) (int64, error) {
+	tag, err := pool.Exec(ctx, rescueSQL, kind, queueName, call.Seconds(), rescueError, step.Seconds())
 	if err != nil {
 		return 0, err
 	}
@@ -74,14 +95,14 @@ func (o *Outbox) rescueLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		n, err := rescue(rctx, o.pool, rescueAfter)
+		n, err := rescue(rctx, o.pool, rescueAfter, stepRescueAfter)
 		cancel()
 		switch {
 		case err != nil:
 			o.log.Debug("outbox rescue pass failed", slog.Any("error", err))
 		case n > 0:
-			o.log.Warn("outbox took back actions whose replica stopped during their REST call; they are sent again",
-				slog.Int64("count", n), slog.Float64("running_for_seconds", rescueAfter.Seconds()))
+			o.log.Warn("outbox took back actions whose replica stopped while it held them; another replica carries them out",
+				slog.Int64("count", n))
 		}
 	}
 }
