@@ -432,3 +432,51 @@ func TestSchemaOfItsOwn(t *testing.T) {
 		t.Errorf("river_job is in schema %q (%v), want reservist", schema, err)
 	}
 }
+
+// TestPutHonoursItsDeadline: a Put the database does not answer (the job table locked by
+// another session) fails when its context ends, or after the Put timeout when it has no
+// deadline, so that the callback is answered as if the outbox could not be written.
+func TestPutHonoursItsDeadline(t *testing.T) {
+	t.Parallel()
+	pool, url := newDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	carrier := outbox.NewCarrier(outbox.CarrierOptions{})
+	const putTimeout = 300 * time.Millisecond
+	ob, err := Open(url, Options{Carrier: carrier, PutTimeout: putTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "LOCK TABLE river_job IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration // 0: none
+		want     time.Duration
+	}{
+		{"its own deadline", 200 * time.Millisecond, 200 * time.Millisecond},
+		{"no deadline", 0, putTimeout},
+	} {
+		putCtx, cancelPut := context.Background(), context.CancelFunc(func() {})
+		if tc.deadline > 0 {
+			putCtx, cancelPut = context.WithTimeout(putCtx, tc.deadline)
+		}
+		start := time.Now()
+		_, err := ob.Put(putCtx, testAction(1))
+		took := time.Since(start)
+		cancelPut()
+		if err == nil {
+			t.Errorf("%s: Put into a locked table succeeded", tc.name)
+		}
+		if took < tc.want || took > tc.want+2*time.Second {
+			t.Errorf("%s: Put failed after %v, want about %v", tc.name, took, tc.want)
+		}
+	}
+}
