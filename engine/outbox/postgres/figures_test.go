@@ -67,7 +67,7 @@ func TestFigures(t *testing.T) {
 		carried                     []float64 // actions carried out per second, burst and drain
 		rateP50, rateP99            []float64 // steady rate, per round
 		lateP50, lateP99, lateWorst float64
-		rssKB                       int64
+		idleKB, rssKB               int64
 	}
 	results := map[string]*result{}
 	procs := map[string]*testkit.Process{}
@@ -197,19 +197,43 @@ func TestFigures(t *testing.T) {
 		t.Logf("%s: %d delayed actions sent after their due time: p50 %.0f ms p99 %.0f ms max %.0f ms",
 			tg.name, len(late), r.lateP50, r.lateP99, r.lateWorst)
 	}
+	// Memory, in fresh processes given the same work: idle after start, then the peak over
+	// 5,000 callbacks at the steady rate and their REST calls.
 	for _, tg := range targets {
-		results[tg.name].rssKB = peakRSS(t, procs[tg.name].Cmd.Process.Pid)
+		fake := taskroutertest.NewServer(taskroutertest.Config{})
+		t.Cleanup(fake.Close)
+		dir := t.TempDir()
+		rules := filepath.Join(dir, "rules.yaml")
+		if err := os.WriteFile(rules, []byte(figuresRules), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"--rules", rules, "--state-dir", filepath.Join(dir, "state"), "--reload-poll", "0", "--twilio-base-url", fake.URL}
+		if tg.outbox != "" {
+			db := tg.outbox
+			if db != "bbolt" {
+				db = srv.NewDatabase(t)
+			}
+			args = append(args, "--outbox", db)
+		}
+		p := testkit.StartProcess(t, tg.bin, []string{"TWILIO_ACCOUNT_SID=" + fake.AccountSid, "TWILIO_AUTH_TOKEN=" + fake.AuthToken}, args...)
+		r := results[tg.name]
+		r.idleKB = rss(t, p.Cmd.Process.Pid, "VmRSS:")
+		steady(t, rate, 10*time.Second, func() (time.Duration, error) { return post(p, fake.AuthToken, `{"kind":"now"}`) })
+		drained(t, p, 5*time.Minute)
+		r.rssKB = rss(t, p.Cmd.Process.Pid, "VmHWM:")
+		t.Logf("%s: RSS %.1f MiB idle, peak %.1f MiB over %d callbacks at %d/s", tg.name, float64(r.idleKB)/1024, float64(r.rssKB)/1024, 10*rate, rate)
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| outbox | callbacks/s (%d conns) | `{}` p50 / p99 at saturation | actions carried out/s | `{}` p50 / p99 at %d/s | sent after due p50 / p99 / max | peak RSS |\n|---|---|---|---|---|---|---|\n", conns, rate)
+	fmt.Fprintf(&b, "\n| outbox | callbacks/s (%d conns) | `{}` p50 / p99 at saturation | actions carried out/s | `{}` p50 / p99 at %d/s | sent after due p50 / p99 / max | RSS idle / peak |\n|---|---|---|---|---|---|---|\n", conns, rate)
 	for _, tg := range targets {
 		r := results[tg.name]
-		fmt.Fprintf(&b, "| %s | %.0f | %.2f / %.2f ms | %.0f | %.2f / %.2f ms | %.0f / %.0f / %.0f ms | %.1f MiB |\n", tg.name,
-			median(r.rps), median(r.p50), median(r.p99), median(r.carried), median(r.rateP50), median(r.rateP99),
-			r.lateP50, r.lateP99, r.lateWorst, float64(r.rssKB)/1024)
+		fmt.Fprintf(&b, "| %s | %s | %s / %s ms | %s | %s / %s ms | %.0f / %.0f / %.0f ms | %.1f / %.1f MiB |\n", tg.name,
+			spread(r.rps, "%.0f"), spread(r.p50, "%.1f"), spread(r.p99, "%.0f"), spread(r.carried, "%.0f"),
+			spread(r.rateP50, "%.1f"), spread(r.rateP99, "%.0f"),
+			r.lateP50, r.lateP99, r.lateWorst, float64(r.idleKB)/1024, float64(r.rssKB)/1024)
 	}
-	t.Logf("medians of %d rounds:%s", rounds, b.String())
+	t.Logf("medians of %d rounds (min–max):%s", rounds, b.String())
 }
 
 const figuresDelay = 2 * time.Second
@@ -296,21 +320,22 @@ func pct(ds []time.Duration, q float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func median(xs []float64) float64 {
+// spread is the median of xs with its range: "12 (10–15)".
+func spread(xs []float64, format string) string {
 	s := slices.Clone(xs)
 	slices.Sort(s)
-	return s[len(s)/2]
+	return fmt.Sprintf(format+" ("+format+"–"+format+")", s[len(s)/2], s[0], s[len(s)-1])
 }
 
-// peakRSS is VmHWM of a process, in KiB.
-func peakRSS(t *testing.T, pid int) int64 {
+// rss reads a field of a process's status (VmRSS:, VmHWM:), in KiB.
+func rss(t *testing.T, pid int, field string) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for l := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(l, field); ok {
 			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
 				t.Fatal(err)
@@ -318,6 +343,6 @@ func peakRSS(t *testing.T, pid int) int64 {
 			return n
 		}
 	}
-	t.Fatal("no VmHWM")
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
