@@ -39,7 +39,7 @@ func TestFigures(t *testing.T) {
 		duration = 5 * time.Second
 		rate     = 500
 		delayed  = 200
-		rounds   = 3
+		rounds   = 5
 	)
 	bin := testkit.Binary(t)
 	type target struct {
