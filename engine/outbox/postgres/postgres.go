@@ -48,8 +48,8 @@ const (
 	pollInterval = 100 * time.Millisecond
 	// fetchCooldown is the shortest time between two fetches of a replica. A fetch takes as
 	// many due jobs as there are free workers, so while a backlog lasts this bounds how fast
-	// a replica carries it out; River's default (100 ms) allowed under 100 actions a second
-	// with 8 workers (TestCarryOutRate).
+	// a replica carries it out; River's default (100 ms) lets 8 workers take at most 8 jobs a
+	// tenth of a second, however fast TaskRouter answers (TestCarryOutRate, NOTES.md).
 	fetchCooldown = 10 * time.Millisecond
 	// jobTimeout bounds one attempt (one REST call; the sender's own timeout is shorter).
 	jobTimeout = 15 * time.Second

@@ -6,9 +6,9 @@ package postgres
 // has been running for longer than RescueStuckJobsAfter, it records an error and makes the
 // job retryable. But the rescuer runs on the leader only and every 30 s, a period River
 // 0.51.2 does not let anyone set; with the leader's own death it comes later still. An
-// action whose replica was killed in the middle of its REST call was measured to be sent
-// again 31 to 49 s after the kill (NOTES.md), where the outbox promises another replica
-// sends it within 30 s.
+// action whose replica was killed in the middle of its REST call was sent again well over
+// 30 s after the kill (NOTES.md has the measurements), where the outbox promises another
+// replica sends it within 30 s.
 //
 // So every replica, every rescueInterval, does what the rescuer does to this outbox's jobs
 // alone (their kind and queue), with one difference: the job becomes available at once
@@ -22,8 +22,8 @@ package postgres
 // The same holds for a replica that dies while a job waits: a delayed action is run every
 // few seconds only to be snoozed again (worker.go), a run of milliseconds, and the first such
 // run comes right after the insert, the moment a replica killed just after a callback dies
-// in. Left to rescueAfter, that action would be sent up to 22 s late, where the outbox
-// promises 10 s. A run that began over a second before the job was due (by its args' due and
+// in. Left to rescueAfter, that action would be sent about rescueAfter late, where the
+// outbox promises 10 s. A run that began over a second before the job was due (by its args' due and
 // its metadata's next try) cannot have been a REST call, so a job running like that for over
 // stepRescueAfter is taken back too; the second covers clocks of replicas and database that
 // disagree a little.
