@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/cases"
 	"github.com/reservist/reservist/engine/outbox/postgres"
+	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/engine/taskrouter"
 	"github.com/reservist/reservist/internal/cli"
 	"github.com/reservist/reservist/internal/config"
@@ -27,9 +27,11 @@ import (
 // The commands other than serve: each reads its flags here and hands the work to the
 // package that owns it.
 
-// loadRules parses a rules file, printing every error as FILE:LINE:COL: message.
+// loadRules parses a rules file, printing every error as FILE:LINE:COL: message. It reads
+// the file as serve does (reload.ReadFile): a regular file within the size limit, or an
+// error naming the file.
 func loadRules(path string, stderr io.Writer) (*rules.Set, error) {
-	data, err := os.ReadFile(path)
+	data, err := reload.ReadFile(path)
 	if err != nil {
 		return nil, cli.Exit(cli.Failed, fmt.Errorf("cannot read rules: %v", err))
 	}
@@ -138,17 +140,24 @@ func test(args []string, getenv func(string) string, stdout, stderr io.Writer) e
 	return nil
 }
 
-// explain shows how one callback is decided, rule by rule.
+// explain shows how one callback is decided, rule by rule: at its own Timestamp, or at --at.
 func explain(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlags("explain", stderr)
 	path := cli.RulesFlag(fs, getenv)
+	at := fs.String("at", "", "decide the case at `TIME` (RFC 3339, like 2026-03-09T09:15:00-04:00, or Unix epoch seconds) in place of its Timestamp")
 	pos, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: reservist explain [--rules FILE] CASE")
+		fmt.Fprintln(stderr, "usage: reservist explain [--rules FILE] [--at TIME] CASE")
 		return cli.Exit(cli.Usage, nil)
+	}
+	if *at != "" {
+		if _, err := engine.ParseTime(*at); err != nil {
+			fmt.Fprintf(stderr, "reservist explain: --at: %v\n", err)
+			return cli.Exit(cli.Usage, nil)
+		}
 	}
 	set, err := loadRules(*path, stderr)
 	if err != nil {
@@ -158,7 +167,13 @@ func explain(args []string, getenv func(string) string, stdout, stderr io.Writer
 	if err != nil {
 		return cli.Exit(cli.Failed, err)
 	}
-	cases.WriteExplanation(stdout, set, c, engine.New(set).Explain(c.Params))
+	if *at != "" {
+		c.Params.Set(engine.ParamTimestamp, *at)
+	}
+	if err := cases.Pinned(set, c); err != nil {
+		return cli.Exit(cli.Failed, fmt.Errorf("%s: %v; or give --at TIME", c.Path, err))
+	}
+	cases.WriteExplanation(stdout, set, c, engine.New(set).Explain(c.Params, time.Time{}))
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/reservist/reservist/engine"
@@ -46,7 +47,7 @@ func agreesWithFullEvaluation(t *testing.T, rulesYAML string) {
 		if r.IntN(2) == 0 {
 			params.Set("Custom", "set")
 		}
-		fast, full := e.Decide(params), e.Explain(params)
+		fast, full := e.Decide(params, time.Time{}), e.Explain(params, time.Time{})
 		if fast.Rule != full.Rule || string(fast.Response()) != string(full.Response()) {
 			t.Fatalf("callback %d %v: Decide = %s, Explain = %s; trace %+v", i, params, fast.Rule, full.Rule, full.Trace)
 		}

@@ -43,7 +43,7 @@ var chatCallback = url.Values{"TaskAttributes": {`{"channel":"chat"}`}, "WorkerA
 // decide returns what the serving rules answer the chat callback: "accept" (A) or "reject" (B).
 func decide(t testing.TB, r *Reloader) string {
 	t.Helper()
-	d := r.Current().Engine.Decide(chatCallback)
+	d := r.Current().Engine.Decide(chatCallback, time.Time{})
 	if d.Rule != "chat" {
 		t.Fatalf("Decide(chat) rule = %q (err %v); want chat", d.Rule, d.Err)
 	}
@@ -85,9 +85,13 @@ func revision(content string) string {
 	return set.Revision
 }
 
-// newReloader writes content to rules.yaml in a fresh directory and loads it.
+// newReloader writes content to rules.yaml in a fresh directory and loads it. The settle
+// time defaults to a few milliseconds: these tests write whole files at once.
 func newReloader(t testing.TB, content string, opts Options) (*Reloader, string) {
 	t.Helper()
+	if opts.Settle == 0 {
+		opts.Settle = 5 * time.Millisecond
+	}
 	path := filepath.Join(t.TempDir(), "rules.yaml")
 	writeFile(t, path, content)
 	r, err := New(path, opts)
@@ -144,7 +148,7 @@ func TestReloadSIGHUP(t *testing.T) {
 	if got := decide(t, r); got != "reject" {
 		t.Errorf("after reload: chat = %s; want reject", got)
 	}
-	if got := old.Engine.Decide(chatCallback).Instruction(); got != "accept" {
+	if got := old.Engine.Decide(chatCallback, time.Time{}).Instruction(); got != "accept" {
 		t.Errorf("rules taken before the reload decide %s; want accept (they must not change)", got)
 	}
 	s := r.Status()
@@ -248,7 +252,7 @@ func TestRevertClearsStale(t *testing.T) {
 
 // gateChat is a stand-in for the golden cases: the chat callback must be accepted.
 func gateChat(e *engine.Engine) error {
-	if d := e.Decide(chatCallback); d.Instruction() != "accept" {
+	if d := e.Decide(chatCallback, time.Time{}); d.Instruction() != "accept" {
 		return fmt.Errorf("1 case failed\ncase chat: rule %s answered %s; want accept", d.Rule, d.Response())
 	}
 	return nil
@@ -334,7 +338,7 @@ func TestConcurrentSwaps(t *testing.T) {
 				default:
 				}
 				rs := r.Current()
-				d := rs.Engine.Decide(chatCallback)
+				d := rs.Engine.Decide(chatCallback, time.Time{})
 				rs.CountMatch(d.Rule)
 				if d.Rule != "chat" || d.Err != nil || d.Revision != rs.Revision() || want[d.Revision] != d.Instruction() {
 					errs <- fmt.Errorf("decision %d: rule %q, %s by revision %.12s (err %v); want chat and %q",

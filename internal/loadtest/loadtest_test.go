@@ -40,7 +40,7 @@ func TestGeneratedRulesLastMatches(t *testing.T) {
 	if len(set.Rules) != n {
 		t.Fatalf("generatedRules(%d) has %d rules", n, len(set.Rules))
 	}
-	d := engine.New(set).Explain(voiceCallback(t))
+	d := engine.New(set).Explain(voiceCallback(t), time.Time{})
 	if d.Rule != "support-line" || len(d.RuleErrors) != 0 {
 		t.Fatalf("Decide(voice) = %s with errors %v; want support-line, the last rule", d.Rule, d.RuleErrors)
 	}

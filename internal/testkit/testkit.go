@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -59,7 +60,8 @@ var (
 
 // Callback is an assignment callback as TaskRouter sends it for reservation (and task) n,
 // with the given task attributes and a worker whose contact_uri is client:alice. Its
-// Timestamp is a fixed time, 2023-11-14T22:13:20Z.
+// Timestamp is the second it is built, as TaskRouter's is the moment it made the
+// reservation: an outbox action's delay and deadline count from it.
 func Callback(n uint64, taskAttributes string) url.Values {
 	return CallbackWith(n, taskAttributes, `{"contact_uri":"client:alice"}`)
 }
@@ -79,7 +81,7 @@ func CallbackWith(n uint64, taskAttributes, workerAttributes string) url.Values 
 		"WorkerSid":        {WorkerSid},
 		"WorkerAttributes": {workerAttributes},
 		"ReservationSid":   {Sid("WR", n)},
-		"Timestamp":        {"1700000000"},
+		"Timestamp":        {strconv.FormatInt(time.Now().Unix(), 10)},
 	}
 	for _, k := range []string{"TaskAttributes", "WorkerAttributes"} {
 		if p.Get(k) == "-" {
@@ -177,8 +179,7 @@ func Rules(t testing.TB, name string) string {
 }
 
 // Post sends params as a form callback to u, signed with token as TaskRouter signs (unsigned
-// when token is empty), and returns the status and the body, which must be JSON: every
-// answer of the callback listener is.
+// when token is empty), and returns the status and the body.
 func Post(t testing.TB, u, token string, params url.Values) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest("POST", u, strings.NewReader(params.Encode()))
@@ -189,6 +190,13 @@ func Post(t testing.TB, u, token string, params url.Values) (int, string) {
 	if token != "" {
 		req.Header.Set("X-Twilio-Signature", Sign(token, u, params))
 	}
+	return Do(t, req)
+}
+
+// Do sends req and returns the status and the body, which must be JSON: every answer of
+// reservist's listeners but /metrics and the playground's page is.
+func Do(t testing.TB, req *http.Request) (int, string) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +207,7 @@ func Post(t testing.TB, u, token string, params url.Values) (int, string) {
 		t.Fatal(err)
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("POST %s: Content-Type %q; want application/json", u, ct)
+		t.Errorf("%s %s: Content-Type %q; want application/json", req.Method, req.URL.Path, ct)
 	}
 	return resp.StatusCode, string(b)
 }

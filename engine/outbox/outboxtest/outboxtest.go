@@ -64,6 +64,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Stats", testStats},
 		{"ConcurrencyLimit", testConcurrencyLimit},
 		{"IncompleteActionsRefused", testIncomplete},
+		{"PutBoundedByItsContext", testPutContext},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -761,19 +762,40 @@ func testConcurrencyLimit(t *testing.T, h *harness) {
 func testIncomplete(t *testing.T, h *harness) {
 	h.open(options{})
 	for name, edit := range map[string]func(*outbox.Action){
-		"no reservation": func(a *outbox.Action) { a.ReservationSid = "" },
-		"no task":        func(a *outbox.Action) { a.TaskSid = "" },
-		"no workspace":   func(a *outbox.Action) { a.WorkspaceSid = "" },
-		"no params":      func(a *outbox.Action) { a.Params = nil },
-		"no deadline":    func(a *outbox.Action) { a.Deadline = time.Time{} },
+		"no reservation":        func(a *outbox.Action) { a.ReservationSid = "" },
+		"no task":               func(a *outbox.Action) { a.TaskSid = "" },
+		"no workspace":          func(a *outbox.Action) { a.WorkspaceSid = "" },
+		"no params":             func(a *outbox.Action) { a.Params = nil },
+		"no deadline":           func(a *outbox.Action) { a.Deadline = time.Time{} },
+		"oversized reservation": func(a *outbox.Action) { a.ReservationSid = "WR" + strings.Repeat("0", 4000) },
+		"reservation of a task": func(a *outbox.Action) { a.ReservationSid = a.TaskSid },
 	} {
 		a := action(1)
 		edit(&a)
-		if queued, err := h.ob.Put(context.Background(), a); err == nil || queued {
-			t.Errorf("%s: queued=%v err=%v, want an error", name, queued, err)
+		if queued, err := h.ob.Put(context.Background(), a); !errors.Is(err, outbox.ErrInvalidAction) || queued {
+			t.Errorf("%s: queued=%v err=%v, want ErrInvalidAction", name, queued, err)
 		}
 	}
-	if got := h.depth(); got != 0 {
-		t.Errorf("Depth = %d after refused Puts", got)
+	if !h.put(action(1)) {
+		t.Error("a valid action after refused ones was not queued")
+	}
+	if got := h.depth(); got != 1 {
+		t.Errorf("Depth = %d after refused Puts and a good one, want 1", got)
+	}
+}
+
+// A Put whose context has ended fails, and stores nothing that is carried out.
+func testPutContext(t *testing.T, h *harness) {
+	h.open(options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if queued, err := h.ob.Put(ctx, action(1)); err == nil || queued {
+		t.Errorf("Put with its context ended: queued=%v err=%v, want an error", queued, err)
+	}
+	h.run()
+	h.put(action(2))
+	h.settled("ok", 1)
+	if reqs := h.fake.Requests(); len(reqs) != 1 || reqs[0].ReservationSid != action(2).ReservationSid {
+		t.Errorf("requests %v, want action 2's alone", reqs)
 	}
 }

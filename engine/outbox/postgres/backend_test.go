@@ -6,10 +6,12 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -49,6 +51,12 @@ func open(t *testing.T, url string, logs *testkit.LogBuffer, metrics *outbox.Met
 	t.Cleanup(func() { ob.Close() })
 	return ob
 }
+
+// The store's health lines (outbox.StoreHealth).
+const (
+	storeFailing = "outbox store failing: decisions that go by REST are answered synchronously (503 with a delay) and /readyz is 503 until it works again"
+	storeWorks   = "outbox store works again"
+)
 
 // TestJobIsTheAction: a job's args are the Action's JSON, nothing more, and read back as the
 // Action that was put.
@@ -272,9 +280,30 @@ func TestDatabaseGoneAndBack(t *testing.T) {
 			t.Logf("the outbox's log:\n%s", logs)
 		}
 	})
-	ob := open(t, url, logs, outbox.NewMetrics())
+	metrics := outbox.NewMetrics()
+	ob := open(t, url, logs, metrics)
 	if err := ob.Ready(); !errors.Is(err, outbox.ErrUnreachable) {
 		t.Fatalf("Ready with the database down: %v, want ErrUnreachable", err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := metrics.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	storeErrors := func(op string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				if mf.GetName() == "reservist_outbox_store_errors_total" && m.GetLabel()[0].GetValue() == op {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no reservist_outbox_store_errors_total{op=%q}", op)
+		return 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -283,6 +312,10 @@ func TestDatabaseGoneAndBack(t *testing.T) {
 		t.Errorf("Put with the database down: %v, want ErrUnreachable", err)
 	} else if took := time.Since(start); took > 100*time.Millisecond {
 		t.Errorf("Put with the database known down took %v, want it to fail at once", took)
+	}
+	// Counted as the embedded backend counts its store's failures.
+	if put, check := storeErrors(outbox.StoreOpPut), storeErrors(outbox.StoreOpCheck); put != 1 || check < 1 {
+		t.Errorf("store errors: put %v, check %v; want 1 and at least 1", put, check)
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	ran := make(chan error, 1)
@@ -326,8 +359,8 @@ func TestDatabaseGoneAndBack(t *testing.T) {
 	carried(3)
 
 	for msg, want := range map[string]int{
-		"outbox database unreachable: REST decisions are answered at once, or with 503 when they have a delay, until it is back": 2,
-		"outbox database reachable again":   2,
+		storeFailing:                        2,
+		storeWorks:                          2,
 		"outbox schema created or upgraded": 1,
 	} {
 		if got := len(logs.Records(msg)); got != want {
@@ -339,9 +372,9 @@ func TestDatabaseGoneAndBack(t *testing.T) {
 	quiet := true // the database was down at Open
 	for l := range strings.Lines(logs.String()) {
 		switch {
-		case strings.Contains(l, `"msg":"outbox database unreachable`):
+		case strings.Contains(l, `"msg":"`+storeFailing+`"`):
 			quiet = true
-		case strings.Contains(l, `"msg":"outbox database reachable again"`):
+		case strings.Contains(l, `"msg":"`+storeWorks+`"`):
 			quiet = false
 		case quiet && strings.Contains(l, `"component":"river"`):
 			t.Errorf("River logged while reservist had said the database is unreachable: %s", l)
@@ -478,5 +511,89 @@ func TestPutHonoursItsDeadline(t *testing.T) {
 		if took < tc.want || took > tc.want+2*time.Second {
 			t.Errorf("%s: Put failed after %v, want about %v", tc.name, took, tc.want)
 		}
+	}
+}
+
+// countSender counts the calls per reservation and takes every one.
+type countSender struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (s *countSender) Send(_ context.Context, a outbox.Action) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.calls == nil {
+		s.calls = map[string]int{}
+	}
+	s.calls[a.ReservationSid]++
+	return nil
+}
+
+func (s *countSender) count(sid string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[sid]
+}
+
+// TestWithdrawal: the job of a Put that failed but whose insert committed after all (here
+// inserted as that Put would have, with its token) is withdrawn: cancelled, never carried
+// out, and its reservation still known. A failed Put has its job looked for.
+func TestWithdrawal(t *testing.T) {
+	t.Parallel()
+	_, url := newDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sender := &countSender{}
+	logs := &testkit.LogBuffer{}
+	ob, err := Open(url, Options{Carrier: outbox.NewCarrier(outbox.CarrierOptions{Sender: sender,
+		Logger: slog.New(slog.NewJSONHandler(logs, nil))})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+
+	late := testAction(1)
+	const token = "a-failed-put"
+	res, err := ob.client.Insert(ctx, newJob(late), &river.InsertOpts{Metadata: putMetadata(token)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob.withdrawer.add(late, token)
+	waitState(t, ob.client, res.Job.ID, rivertype.JobStateCancelled, 20*time.Second)
+	if n := len(logs.Records("outbox withdrew an action stored after its callback was answered without it")); n != 1 {
+		t.Errorf("%d withdrawal lines, want 1", n)
+	}
+	if queued, err := ob.Put(ctx, late); err != nil || queued {
+		t.Errorf("Put of the withdrawn reservation: queued %v (%v), want it known", queued, err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- ob.Run(runCtx) }()
+	next := testAction(2)
+	if _, err := ob.Put(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the next action carried out", func() (bool, error) { return sender.count(next.ReservationSid) == 1, nil })
+	stop()
+	if err := <-ran; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if n := sender.count(late.ReservationSid); n != 0 {
+		t.Errorf("the withdrawn action was sent %d times", n)
+	}
+
+	// A Put that fails has its job looked for.
+	failed, cancelPut := context.WithCancel(ctx)
+	cancelPut()
+	if _, err := ob.Put(failed, testAction(3)); err == nil {
+		t.Fatal("Put with its context ended succeeded")
+	}
+	ob.withdrawer.mu.Lock()
+	pending := len(ob.withdrawer.pending)
+	ob.withdrawer.mu.Unlock()
+	if pending != 1 {
+		t.Errorf("%d withdrawals pending after a failed Put, want 1", pending)
 	}
 }

@@ -162,8 +162,7 @@ func TestFigures(t *testing.T) {
 	}
 
 	// Delayed actions: 200 callbacks with a 2 s delay, 50 a second; each REST call's time
-	// against its callback's time plus the delay (an upper bound on the lateness: the
-	// process received the callback a little after it was sent).
+	// against its due time, the callback's Timestamp plus the delay.
 	for _, tg := range targets {
 		p, fake, r := procs[tg.name], fakes[tg.name], results[tg.name]
 		before := len(fake.Requests())
@@ -173,12 +172,17 @@ func TestFigures(t *testing.T) {
 			<-tick.C
 			n := seq.Add(1)
 			params := testkit.Callback(n, `{"kind":"later"}`)
-			at := time.Now()
+			// Due its delay after the callback's Timestamp (its arrival when the
+			// Timestamp is later: not here).
+			ts, err := strconv.ParseInt(params.Get("Timestamp"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
 			code, body := testkit.Post(t, p.URL+"/assignment_callback", fake.AuthToken, params)
 			if code != 200 || body != "{}" {
 				t.Fatalf("%s: delayed callback = %d %s", tg.name, code, body)
 			}
-			sent[params.Get("ReservationSid")] = at
+			sent[params.Get("ReservationSid")] = time.Unix(ts, 0)
 		}
 		tick.Stop()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -19,6 +19,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -132,13 +133,16 @@ type Outbox struct {
 	drain   time.Duration
 	putTO   time.Duration
 
-	// unreachable holds why the database cannot be used, nil while it can. The probe sets
-	// it; River's log lines are held back while it is set (see riverLog).
-	unreachable atomic.Pointer[error]
-	quiet       atomic.Bool
-	recheck     chan struct{} // wakes the probe at once: River has just logged an error
-	migrated    chan struct{} // closed once the schema is known to be current
-	stopping    atomic.Bool   // Run is draining: start no attempt
+	// health is the store's, as the embedded backend's: every failed operation is counted
+	// and makes Ready fail until one works again.
+	health *outbox.StoreHealth
+	// down is set while the probe finds the database unusable: Put fails at once, and
+	// River's log lines are held back (see riverLog).
+	down       atomic.Bool
+	recheck    chan struct{} // wakes the probe at once: River has just logged an error
+	withdrawer *withdrawer
+	migrated   chan struct{} // closed once the schema is known to be current
+	stopping   atomic.Bool   // Run is draining: start no attempt
 
 	probeStop context.CancelFunc
 	probeDone chan struct{}
@@ -183,6 +187,7 @@ func Open(url string, opts Options) (*Outbox, error) {
 		putTO:    opts.PutTimeout,
 		migrated: make(chan struct{}),
 		recheck:  make(chan struct{}, 1),
+		health:   outbox.NewStoreHealth(opts.Carrier.Metrics(), opts.Carrier.Logger()),
 	}
 	if o.drain <= 0 {
 		o.drain = outbox.DefaultDrain
@@ -208,7 +213,7 @@ func Open(url string, opts Options) (*Outbox, error) {
 		FetchPollInterval:    pollInterval,
 		JobTimeout:           jobTimeout,
 		RescueStuckJobsAfter: rescueAfter,
-		Logger:               slog.New(riverLog{o.log.Handler().WithAttrs([]slog.Attr{slog.String("component", "river")}), &o.quiet, o.recheck}),
+		Logger:               slog.New(riverLog{o.log.Handler().WithAttrs([]slog.Attr{slog.String("component", "river")}), &o.down, o.recheck}),
 		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: concurrency}},
 		Workers:              workers,
 	})
@@ -227,11 +232,12 @@ func Open(url string, opts Options) (*Outbox, error) {
 		}
 		return nil, err
 	}
-	o.setReachable(err)
+	o.checked(err)
 
 	ctx, o.probeStop = context.WithCancel(context.Background())
 	o.probeDone = make(chan struct{})
 	go o.probe(ctx)
+	o.withdrawer = newWithdrawer(o)
 	return o, nil
 }
 
@@ -243,16 +249,11 @@ func (o *Outbox) Shared() bool { return true }
 // queued is false, and nothing changes, when the outbox holds a job for the same
 // ReservationSid already, in whatever state. A ctx without a deadline is given the Put
 // timeout. While the database is known to be unreachable Put fails at once, with an error
-// wrapping outbox.ErrUnreachable.
+// wrapping outbox.ErrUnreachable. A failed insert that committed after all is withdrawn
+// (see withdrawer).
 func (o *Outbox) Put(ctx context.Context, a outbox.Action) (queued bool, err error) {
-	if a.ReservationSid == "" || a.TaskSid == "" || a.WorkspaceSid == "" {
-		return false, errors.New("outbox: action needs ReservationSid, TaskSid and WorkspaceSid")
-	}
-	if len(a.Params) == 0 {
-		return false, errors.New("outbox: action needs Params")
-	}
-	if a.Deadline.IsZero() {
-		return false, errors.New("outbox: action needs a Deadline")
+	if err := a.Validate(); err != nil {
+		return false, err
 	}
 	o.mu.Lock()
 	closed := o.closed
@@ -260,7 +261,9 @@ func (o *Outbox) Put(ctx context.Context, a outbox.Action) (queued bool, err err
 	if closed {
 		return false, outbox.ErrClosed
 	}
-	if err := o.reachable(); err != nil {
+	if o.down.Load() {
+		err := fmt.Errorf("%w: its last check failed", outbox.ErrUnreachable)
+		o.health.Failed(outbox.StoreOpPut, err)
 		return false, err
 	}
 	if a.Received.IsZero() {
@@ -274,10 +277,15 @@ func (o *Outbox) Put(ctx context.Context, a outbox.Action) (queued bool, err err
 		ctx, cancel = context.WithTimeout(ctx, o.putTO)
 		defer cancel()
 	}
-	res, err := o.client.Insert(ctx, newJob(a), nil)
+	token := rand.Text()
+	res, err := o.client.Insert(ctx, newJob(a), &river.InsertOpts{Metadata: putMetadata(token)})
 	if err != nil {
-		return false, fmt.Errorf("outbox: store action: %w", err)
+		err = fmt.Errorf("%w: storing the action: %v", outbox.ErrUnreachable, err)
+		o.health.Failed(outbox.StoreOpPut, err)
+		o.withdrawer.add(a, token)
+		return false, err
 	}
+	o.health.Worked()
 	return !res.UniqueSkippedAsDuplicate, nil
 }
 
@@ -307,9 +315,10 @@ func (o *Outbox) Stats(ctx context.Context) (outbox.Stats, error) {
 	return st, nil
 }
 
-// Ready is nil while the database can be reached and holds the outbox's schema; its error
-// wraps outbox.ErrUnreachable otherwise, or is outbox.ErrClosed after Close. It reports what
-// the last background check found and never waits for the database.
+// Ready is nil while the store works: the database can be reached, holds the outbox's
+// schema, and its last operation (a check or a Put) worked. Its error wraps
+// outbox.ErrUnreachable otherwise, or is outbox.ErrClosed after Close. It reports what the
+// last operation found and never waits for the database.
 func (o *Outbox) Ready() error {
 	o.mu.Lock()
 	closed := o.closed
@@ -317,14 +326,7 @@ func (o *Outbox) Ready() error {
 	if closed {
 		return outbox.ErrClosed
 	}
-	return o.reachable()
-}
-
-func (o *Outbox) reachable() error {
-	if p := o.unreachable.Load(); p != nil {
-		return fmt.Errorf("%w: %v", outbox.ErrUnreachable, *p)
-	}
-	return nil
+	return o.health.Err()
 }
 
 // Unauthorized reports whether TaskRouter has refused a REST call with 401 or 403.
@@ -431,6 +433,7 @@ func (o *Outbox) Close() error {
 	}
 	o.probeStop()
 	<-o.probeDone
+	o.withdrawer.close()
 	// pgxpool waits for every connection to come back; River, stopped, has returned them,
 	// but a client that did not stop in time may still hold one.
 	closed := make(chan struct{})
@@ -494,7 +497,7 @@ func (o *Outbox) probe(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		o.setReachable(err)
+		o.checked(err)
 	}
 }
 
@@ -514,26 +517,16 @@ func (o *Outbox) ping(ctx context.Context) error {
 	return nil
 }
 
-// setReachable records what the last check found and logs the changes.
-func (o *Outbox) setReachable(err error) {
+// checked records what the last check of the database found, in the store's health (which
+// logs when it starts failing and when it works again).
+func (o *Outbox) checked(err error) {
 	if err == nil {
-		if o.unreachable.Swap(nil) != nil {
-			o.log.Info("outbox database reachable again")
-		}
-		o.quiet.Store(false)
+		o.down.Store(false)
+		o.health.Worked()
 		return
 	}
-	old := o.unreachable.Swap(&err)
-	o.quiet.Store(true)
-	// Once per outage, and again if the database turns from unreachable to refusing (or
-	// back): an outage's errors change as the server goes down and comes up.
-	if old == nil || Refused(*old) != Refused(err) {
-		msg := "outbox database unreachable: REST decisions are answered at once, or with 503 when they have a delay, until it is back"
-		if Refused(err) {
-			msg = "outbox database refuses reservist: REST decisions are answered at once, or with 503 when they have a delay, until this is fixed"
-		}
-		o.log.Error(msg, slog.Any("error", err))
-	}
+	o.down.Store(true)
+	o.health.Failed(outbox.StoreOpCheck, fmt.Errorf("%w: %v", outbox.ErrUnreachable, err))
 }
 
 // riverLog is River's logger: its lines at warn and above, and none while the database is
@@ -542,7 +535,7 @@ func (o *Outbox) setReachable(err error) {
 // which is how a lost database is usually noticed first.
 type riverLog struct {
 	slog.Handler
-	quiet   *atomic.Bool
+	quiet   *atomic.Bool // the outbox's down
 	recheck chan<- struct{}
 }
 

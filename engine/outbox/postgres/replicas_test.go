@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -238,8 +239,16 @@ func TestReplicaGoneWithADelayedAction(t *testing.T) {
 			c := newCluster(t, "")
 			ps := c.start(2)
 			gone, survivor := ps[0], ps[1]
-			before := time.Now()
-			c.post(gone, 1, later, 200, "{}")
+			cb := testkit.Callback(1, later)
+			// The action is due its delay after the callback's Timestamp (docs/outbox.md).
+			ts, err := strconv.ParseInt(cb.Get("Timestamp"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			due := time.Unix(ts, 0).Add(laterDelay)
+			if code, body := gone.Post(t, "/assignment_callback", c.fake.AuthToken, cb); code != 200 || body != "{}" {
+				t.Fatalf("callback = %d %s; want 200 {}", code, body)
+			}
 			gone.Signal(t, sig)
 			code := gone.Wait(t, 15*time.Second)
 			if sig == syscall.SIGTERM && code != 0 {
@@ -249,14 +258,13 @@ func TestReplicaGoneWithADelayedAction(t *testing.T) {
 				t.Fatalf("%d REST calls before the action was due", n)
 			}
 			reqs := c.waitRequests(1, laterDelay+20*time.Second)
-			due := before.Add(laterDelay) // no later than the due time the replica computed
 			late := reqs[0].Time.Sub(due)
 			t.Logf("%s: the other replica sent the action %v after it was due", sig, late.Round(time.Millisecond))
 			if late > 10*time.Second {
 				t.Errorf("sent %v after its due time, want within 10s", late)
 			}
-			if early := reqs[0].Time.Sub(before); early < laterDelay {
-				t.Errorf("sent %v after the callback, before its %v delay", early, laterDelay)
+			if late < 0 {
+				t.Errorf("sent %v before it was due", -late)
 			}
 			eventually(t, 10*time.Second, "the survivor's log of the call", func() bool {
 				return len(survivor.Log.Records("outbox action sent")) == 1
@@ -309,8 +317,10 @@ func TestReplicaKilledMidCall(t *testing.T) {
 	if rec := survivor.Log.Records("outbox action failed")[0]; rec["twilio_code"] != float64(20001) {
 		t.Errorf("the second call's refusal: %v, want Twilio's not-pending 20001", rec)
 	}
-	if n := len(survivor.Log.Records("outbox took back actions whose replica stopped while it held them; another replica carries them out")); n != 1 {
-		t.Errorf("%d rescue lines, want 1", n)
+	// The survivor's rescue pass took the job back, or River's own rescuer did when its
+	// pass on the leader came first (the job is rescued once either way).
+	if n := len(survivor.Log.Records("outbox took back actions whose replica stopped while it held them; another replica carries them out")); n > 1 {
+		t.Errorf("%d rescue lines, want at most 1", n)
 	}
 }
 

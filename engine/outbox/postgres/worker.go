@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -22,6 +23,7 @@ type job struct {
 
 func newJob(a outbox.Action) job {
 	a.Params = a.Params.Clone() // the caller may reuse its map
+	a.Private = slices.Clone(a.Private)
 	return job{Action: a, ReservationSid: a.ReservationSid}
 }
 
@@ -65,6 +67,11 @@ type worker struct {
 // Work makes an attempt at a due job through the Carrier and turns the outcome into River's
 // terms; a job not due yet (its delay, Retry-After or backoff) is snoozed until it is, in
 // steps of at most maxSnooze.
+//
+// While the Carrier holds every call back (a 429's pause, an open circuit breaker), the
+// worker waits in the job for up to maxSnooze before it snoozes it: the process's workers
+// sleep through the pause, as the embedded backend's scheduler does, instead of every
+// pending job coming round to be held every few seconds.
 func (w *worker) Work(ctx context.Context, j *river.Job[job]) error {
 	if w.o.stopping.Load() {
 		return river.JobSnooze(0) // shutting down: another replica, or the next Run, takes it
@@ -81,6 +88,21 @@ func (w *worker) Work(ctx context.Context, j *river.Job[job]) error {
 	}
 	if wait := notBefore.Sub(now); wait > 0 {
 		return river.JobSnooze(min(wait, maxSnooze))
+	}
+	if held := w.o.carrier.HeldUntil(now); !held.IsZero() {
+		t := time.NewTimer(min(held.Sub(now), maxSnooze))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		now = w.o.clock.Now()
+		if w.o.stopping.Load() || ctx.Err() != nil {
+			return river.JobSnooze(0)
+		}
+		if held := w.o.carrier.HeldUntil(now); !held.IsZero() {
+			return river.JobSnooze(min(held.Sub(now), maxSnooze))
+		}
 	}
 
 	// River's attempt is 1 on a job's first run and grows only when a run did not end by
@@ -99,6 +121,11 @@ func (w *worker) Work(ctx context.Context, j *river.Job[job]) error {
 		if err := errors.Join(river.MetadataSet(ctx, "reservist_tries", p.Tries+1),
 			river.MetadataSet(ctx, "reservist_next", kept.Next)); err != nil {
 			return err // River retries it; the tries are counted from its attempts then
+		}
+		return river.JobSnooze(max(0, min(kept.Next.Sub(w.o.clock.Now()), maxSnooze)))
+	case outbox.Held: // no attempt: the same try comes again once calls are let through
+		if err := river.MetadataSet(ctx, "reservist_next", kept.Next); err != nil {
+			return err
 		}
 		return river.JobSnooze(max(0, min(kept.Next.Sub(w.o.clock.Now()), maxSnooze)))
 	}
