@@ -561,9 +561,9 @@ func TestWithdrawal(t *testing.T) {
 	}
 	ob.withdrawer.add(late, token)
 	waitState(t, ob.client, res.Job.ID, rivertype.JobStateCancelled, 20*time.Second)
-	if n := len(logs.Records("outbox withdrew an action stored after its callback was answered without it")); n != 1 {
-		t.Errorf("%d withdrawal lines, want 1", n)
-	}
+	waitFor(t, 10*time.Second, "the withdrawal's log line", func() (bool, error) {
+		return len(logs.Records("outbox withdrew an action stored after its callback was answered without it")) == 1, nil
+	})
 	if queued, err := ob.Put(ctx, late); err != nil || queued {
 		t.Errorf("Put of the withdrawn reservation: queued %v (%v), want it known", queued, err)
 	}
