@@ -150,11 +150,10 @@ func (e *Engine) Decide(params url.Values) *Decision { return e.decide(params, f
 // Explain decides like Decide and records every rule tried in Trace.
 func (e *Engine) Explain(params url.Values) *Decision { return e.decide(params, true) }
 
-// scratch is what one decision reuses from the last: a VM and the candidate list.
+// scratch is what one decision reuses from the last: a VM and the index's lookup.
 type scratch struct {
-	vm         vm.VM
-	candidates []int
-	lists      [][]int // the index's lists of candidates, merged into candidates
+	vm     vm.VM
+	lookup lookup
 }
 
 // decide finds the first matching rule. Without a trace it runs only the index's candidates;
@@ -177,16 +176,12 @@ func (e *Engine) decide(params url.Values, trace bool) *Decision {
 		e.fail(d, machine, env, envErr)
 		return d
 	}
-	if trace {
-		s.candidates = s.candidates[:0]
-		for i := range e.set.Rules {
-			s.candidates = append(s.candidates, i)
-		}
-	} else {
-		s.candidates, s.lists = e.index.candidates(env, s.candidates, s.lists)
+	candidates := e.index.every
+	if !trace {
+		candidates = e.index.candidates(env, &s.lookup)
 	}
-	for _, i := range s.candidates {
-		if !trace && e.index.rejects(i, env) {
+	for _, i := range candidates {
+		if !trace && e.index.rejects(i, &s.lookup) {
 			continue
 		}
 		r := e.set.Rules[i]
