@@ -45,11 +45,13 @@ func printLines(w io.Writer, lines []string) {
 	}
 }
 
-// check validates and lints a rules file.
+// check validates and lints a rules file. Its answer depends on the file and the flags only,
+// never on the environment (credentials are serve's start-up warning).
 func check(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlags("check", stderr)
 	path := cli.RulesFlag(fs, getenv)
 	strict := fs.Bool("strict", false, "treat lint warnings as errors")
+	timeout := fs.Duration("reservation-timeout", config.DefaultReservationTimeout, "the Workflow's TaskReservationTimeout, as serve takes it: a delay at or beyond it is a warning")
 	pos, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
@@ -58,12 +60,14 @@ func check(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "reservist check: unexpected argument %q; give the file with --rules\n", pos[0])
 		return cli.Exit(cli.Usage, nil)
 	}
+	if err := config.CheckReservationTimeout(*timeout); err != nil {
+		return cli.Exit(cli.Usage, err)
+	}
 	set, err := loadRules(*path, stderr)
 	if err != nil {
 		return err
 	}
-	creds, _ := taskrouter.FromEnv(getenv)
-	warnings := set.Lint(creds.REST())
+	warnings := set.Lint(*timeout)
 	for _, d := range warnings {
 		if *strict {
 			d.Warning = false

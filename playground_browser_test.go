@@ -131,7 +131,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	}
 
 	// Decide a pasted callback.
-	form := "TaskSid=WT0123456789abcdef0123456789abcdef&TaskAttributes=%7B%22channel%22%3A%22chat%22%7D&WorkerAttributes=%7B%22open_chats%22%3A1%7D"
+	form := "TaskSid=WT0123456789abcdef0123456789abcdef&TaskAttributes=%7B%22channel%22%3A%22chat%22%7D&WorkerAttributes=%7B%22contact_uri%22%3A%22client%3Aalice%22%7D"
 	do("decide a pasted callback",
 		chromedp.SetValue(chromedp.CSS(`#form-body`), form),
 		chromedp.Click(chromedp.CSS(`#decide`)),
@@ -141,7 +141,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	if rule != "chat-and-sms" || answer != `{"instruction":"accept"}` {
 		t.Errorf("decided %q answering %q; want chat-and-sms answering {\"instruction\":\"accept\"}", rule, answer)
 	}
-	if !strings.Contains(trace, "high-value no") || !strings.Contains(trace, "chat-and-sms matched") {
+	if !strings.Contains(trace, "voice no") || !strings.Contains(trace, "chat-and-sms matched") {
 		t.Errorf("trace %q; want every rule tried up to chat-and-sms, matched", trace)
 	}
 
@@ -154,7 +154,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#draft-errors li`)),
 	)
 	errorsText := text(`#draft-errors`)
-	for _, want := range []string{"rules.yaml:19:16: ", "timeout must be an integer from 1 to 999", "rules.yaml:55:9: ", `unknown instruction "acept"`} {
+	for _, want := range []string{"rules.yaml:33:16: ", "timeout must be an integer from 1 to 999", "rules.yaml:75:9: ", `unknown instruction "acept"`} {
 		if !strings.Contains(errorsText, want) {
 			t.Errorf("draft errors %q lack %q", errorsText, want)
 		}
@@ -171,8 +171,8 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#try-draft`)),
 		chromedp.WaitVisible(chromedp.CSS(`#draft-cases tr.changed`)),
 	)
-	if got := eval(`[...document.querySelectorAll("#draft-cases tr.changed")].map(tr => tr.dataset.case).join(",")`); got != "chat-without-customer" {
-		t.Errorf("flagged cases %q; want chat-without-customer alone", got)
+	if got := eval(`[...document.querySelectorAll("#draft-cases tr.changed")].map(tr => tr.dataset.case).join(",")`); got != "chat" {
+		t.Errorf("flagged cases %q; want chat alone", got)
 	}
 	all, err := cases.Load(casesDir)
 	if err != nil {

@@ -225,8 +225,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		case token == "":
 			logger.Warn("TWILIO_AUTH_TOKEN is not set: accepting unsigned callbacks, which is allowed only because --listen is a loopback address", "listen", cfg.Listen)
 		}
-		if !cfg.Credentials.REST() {
-			logger.Warn("no Twilio REST credentials (TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN or TWILIO_API_KEY + TWILIO_API_SECRET): REST actions are logged as dry-run and dropped")
+		if rest := rl.Current().Engine.Set().RESTActions(); len(rest) > 0 && !cfg.Credentials.REST() {
+			names := make([]string, len(rest))
+			for i, a := range rest {
+				names[i] = a.Name
+			}
+			logger.Warn("TWILIO_ACCOUNT_SID is not set, so the rules' REST decisions are logged as dry-run and dropped; set it with TWILIO_AUTH_TOKEN, or with TWILIO_API_KEY and TWILIO_API_SECRET, to send them",
+				"rest_rules", names)
 		}
 		adminAddr := addrs.admin
 		if adminAddr == "" {

@@ -31,10 +31,10 @@ func TestServeEveryInstruction(t *testing.T) {
 	}{
 		{`{"do":"accept"}`, `{"instruction":"accept"}`},
 		{`{"do":"reject"}`, `{"instruction":"reject","activity_sid":"WAfedcba9876543210fedcba9876543210"}`},
-		{`{"do":"dequeue"}`, `{"instruction":"dequeue","to":"client:alice","from":"+15005550006","post_work_activity_sid":"WA0123456789abcdef0123456789abcdef","timeout":20,"status_callback_events":"initiated,completed"}`},
+		{`{"do":"dequeue","call_sid":"CA0123456789abcdef0123456789abcdef"}`, `{"instruction":"dequeue","to":"client:alice","from":"+15005550006","post_work_activity_sid":"WA0123456789abcdef0123456789abcdef","timeout":20,"status_callback_events":"initiated,completed"}`},
 		{`{"do":"call"}`, `{"instruction":"call","from":"+15005550006","url":"https://example.com/twiml/agent?task=` + testkit.Sid("WT", 4) + `","accept":true}`},
 		{`{"do":"redirect","call_sid":"CA0123456789abcdef0123456789abcdef"}`, `{"instruction":"redirect","call_sid":"CA0123456789abcdef0123456789abcdef","url":"https://example.com/twiml/es","accept":true}`},
-		{`{"do":"conference","ring":15}`, `{"instruction":"conference","from":"+15005550006","timeout":15,"record":true,"beep":"onEnter","conference_status_callback_events":"start,end"}`},
+		{`{"do":"conference","ring":15,"call_sid":"CA0123456789abcdef0123456789abcdef"}`, `{"instruction":"conference","from":"+15005550006","timeout":15,"record":true,"beep":"onEnter","conference_status_callback_event":"start,end"}`},
 		{`{"do":"nothing"}`, `{}`},
 		{`{"do":"broken","n":"x"}`, `{}`}, // the failing when does not match; default defers
 		{`not json`, `{"instruction":"reject","activity_sid":"WAfedcba9876543210fedcba9876543210"}`},

@@ -383,8 +383,8 @@ func TestSidecarServes(t *testing.T) {
 		"WorkerSid":        {"WK00000000000000000000000000000007"},
 		"TaskAge":          {"2"},
 		"TaskPriority":     {"10"},
-		"TaskAttributes":   {`{"channel":"chat","customer":{"tier":"gold"}}`}, // high-value: accept via rest
-		"WorkerAttributes": {`{"open_chats":1}`},
+		"TaskAttributes":   {`{"type":"callback","number":"+15551110010"}`}, // scheduled-callback: a call by REST
+		"WorkerAttributes": {`{"contact_uri":"+15551230000"}`},
 		"Timestamp":        {strconv.FormatInt(time.Now().Unix(), 10)},
 	}
 	post := func(sig string) (int, string) {

@@ -9,7 +9,8 @@ import (
 )
 
 // encodeAnswer writes the callback answer for an action: {"instruction": do, fields…} with
-// snake_case keys and lists joined with commas (as TaskRouter expects); {} for defer.
+// the fields' answer keys (rules.Field.AnswerKey) and lists joined with commas (as TaskRouter
+// expects); {} for defer.
 func encodeAnswer(a *rules.Action, vals []Value) []byte {
 	if a.Do == rules.Defer {
 		return emptyAnswer
@@ -19,7 +20,7 @@ func encodeAnswer(a *rules.Action, vals []Value) []byte {
 	b = jsonstr.Append(b, a.Do)
 	for _, v := range vals {
 		b = append(b, ',')
-		b = jsonstr.Append(b, v.Field.Name)
+		b = jsonstr.Append(b, v.Field.AnswerKey())
 		b = append(b, ':')
 		switch x := v.Value.(type) {
 		case string:

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 	"github.com/reservist/reservist/engine/outbox"
 	"github.com/reservist/reservist/rules"
@@ -47,7 +46,8 @@ type Value struct {
 	Value any // string, int, bool or []string
 }
 
-// RuleError is a `when` that failed at run time; the rule did not match.
+// RuleError is a `when` that failed at run time; the rule did not match. Err names what the
+// expression read and its type, never its value: it is logged.
 type RuleError struct {
 	Rule string
 	Err  error
@@ -57,7 +57,10 @@ type RuleError struct {
 type Step struct {
 	Rule   string `json:"rule"`
 	Result string `json:"result"` // "match", "no" or "error"
-	Error  string `json:"error,omitempty"`
+	// Error says why the when failed, or why the instruction of a rule that matched could
+	// not be carried out (on_error decided instead). It may quote the callback's values: the
+	// trace is for the operator, not for the log.
+	Error string `json:"error,omitempty"`
 }
 
 // Results of a Step.
@@ -72,7 +75,7 @@ type Decision struct {
 	Rule       string        // the matched rule's name, "default" or "on_error"
 	Action     *rules.Action // what to do; a bare defer when on_error's own templates failed
 	Values     []Value       // the action's `with` fields, evaluated
-	Err        error         // why on_error decided, if it did
+	Err        error         // why on_error decided, if it did (see problem for what it may quote)
 	RuleErrors []RuleError   // `when`s that failed at run time
 	Trace      []Step        // every rule tried, with Explain only
 	Revision   string        // the rules revision that decided
@@ -187,10 +190,10 @@ func (e *Engine) decide(params url.Values, trace bool) *Decision {
 		r := e.set.Rules[i]
 		out, err := machine.Run(r.Program, env)
 		if err != nil {
-			err = oneLine(err)
+			err = runError(r.Program, env, err)
 			d.RuleErrors = append(d.RuleErrors, RuleError{Rule: r.Name, Err: err})
 			if trace {
-				d.Trace = append(d.Trace, Step{Rule: r.Name, Result: Failed, Error: err.Error()})
+				d.Trace = append(d.Trace, Step{Rule: r.Name, Result: Failed, Error: detail(err)})
 			}
 			continue
 		}
@@ -205,13 +208,16 @@ func (e *Engine) decide(params url.Values, trace bool) *Decision {
 		}
 		d.Rule = r.Name
 		if err := e.render(d, machine, env, &r.Action); err != nil {
-			e.fail(d, machine, env, err)
+			if trace {
+				d.Trace[len(d.Trace)-1].Error = "not carried out: " + detail(err)
+			}
+			e.fail(d, machine, env, prefixed(r.Name+": ", err))
 		}
 		return d
 	}
 	d.Rule = "default"
 	if err := e.render(d, machine, env, e.set.Default); err != nil {
-		e.fail(d, machine, env, err)
+		e.fail(d, machine, env, prefixed("default: ", err))
 	}
 	return d
 }
@@ -226,11 +232,15 @@ func (e *Engine) fail(d *Decision, machine *vm.VM, env *rules.Env, cause error) 
 	}
 }
 
-// render evaluates an action's fields and its answer into d.
+// render evaluates an action's fields and its answer into d, once needs has found nothing
+// that TaskRouter would fail the instruction for.
 func (e *Engine) render(d *Decision, machine *vm.VM, env *rules.Env, a *rules.Action) error {
 	vals, err := evalValues(a, machine, env)
 	if err != nil {
-		return fmt.Errorf("%s: %w", a.Name, err)
+		return err
+	}
+	if err := needs(a, vals, env); err != nil {
+		return err
 	}
 	d.Action, d.Values = a, vals
 	if ans, ok := e.answers[a]; ok {
@@ -255,7 +265,7 @@ func evalValues(a *rules.Action, machine *vm.VM, env *rules.Env) ([]Value, error
 		}
 		raw, err := p.Tmpl.Eval(machine, env)
 		if err != nil {
-			return nil, fmt.Errorf("with %s: %w", p.Field.Name, oneLine(err))
+			return nil, prefixed("with "+p.Field.Name+": ", templateError(p.Tmpl, machine, env, err))
 		}
 		if raw == nil {
 			if p.Field.Required {
@@ -284,14 +294,18 @@ func constantValues(a *rules.Action) ([]Value, bool) {
 	return vals, true
 }
 
-// oneLine drops the source snippet expr adds under a run-time error message: the message is
-// for logs and traces, one line each.
-func oneLine(err error) error {
-	var fe *file.Error
-	if errors.As(err, &fe) {
-		return errors.New(fe.Message)
+// templateError words a template's run-time error like a when's: the template does not say
+// which of its ${ } parts failed, so they are run again, on this rare path only, to find it.
+func templateError(t *rules.Template, machine *vm.VM, env *rules.Env, err error) error {
+	for _, part := range t.Parts {
+		if part.Program == nil {
+			continue
+		}
+		if _, perr := machine.Run(part.Program, env); perr != nil {
+			return runError(part.Program, env, perr)
+		}
 	}
-	return err
+	return runError(nil, env, err)
 }
 
 // readsParams reports whether any expression of the set reads `params`, or the whole

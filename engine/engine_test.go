@@ -41,11 +41,11 @@ func TestDecideAnswers(t *testing.T) {
 		rule, answer string
 		errContains  string // of Decision.Err
 	}{
-		{"dequeue with every field", callback(`{"case":"dequeue","ring":12}`, `{"contact_uri":"+15557654321"}`), "dequeue",
+		{"dequeue with every field", callback(`{"case":"dequeue","ring":12,"call_sid":"CA00000000000000000000000000000009"}`, `{"direct_line":"+15557654321"}`), "dequeue",
 			`{"instruction":"dequeue","to":"+15557654321","from":"+15005550006","post_work_activity_sid":"WA00000000000000000000000000000002","record":"record-from-answer","timeout":12,"status_callback_url":"https://example.com/s/WT00000000000000000000000000000009","status_callback_events":"initiated,completed"}`, ""},
-		{"optional nil is left out, ?? default applies", callback(`{"case":"dequeue"}`, `{}`), "dequeue",
+		{"optional nil is left out (TaskRouter calls contact_uri), ?? default applies", callback(`{"case":"dequeue","call_sid":"CA00000000000000000000000000000009"}`, `{"contact_uri":"client:alice"}`), "dequeue",
 			`{"instruction":"dequeue","from":"+15005550006","post_work_activity_sid":"WA00000000000000000000000000000002","record":"record-from-answer","timeout":20,"status_callback_url":"https://example.com/s/WT00000000000000000000000000000009","status_callback_events":"initiated,completed"}`, ""},
-		{"integral JSON numbers print as integers, strings are escaped", callback(`{"case":"text","n":42,"name":"O\"Neil \\ <é> \u2028"}`, `{}`), "text",
+		{"integral JSON numbers print as integers, strings are escaped", callback(`{"case":"text","n":42,"name":"O\"Neil \\ <é> \u2028"}`, `{"contact_uri":"client:alice"}`), "text",
 			`{"instruction":"call","from":"+15005550006","url":"https://example.com/a?n=42&name=O\"Neil \\ <é> \u2028"}`, ""},
 		{"nil in text template leaves the field out: required field → on_error", callback(`{"case":"text","n":1}`, `{}`), "on_error",
 			onError, "with url: the template gave null but url is required"},
@@ -54,7 +54,7 @@ func TestDecideAnswers(t *testing.T) {
 		{"timeout of the wrong type at run time", callback(`{"case":"dequeue","ring":"soon"}`, `{}`), "on_error", onError, `timeout must be an integer from 1 to 999, not the string "soon"`},
 		{"via rest answers {}", callback(`{"case":"accept-rest"}`, `{}`), "accept-rest", `{}`, ""},
 		{"when failing at run time does not match; default defers", callback(`{"number":"x"}`, `{}`), "default", `{}`, ""},
-		{"runtime error, then a later rule matches", callback(`{"number":"x","case":"dequeue-rest"}`, `{}`), "dequeue-rest", `{}`, ""},
+		{"runtime error, then a later rule matches", callback(`{"number":"x","case":"dequeue-rest","call_sid":"CA00000000000000000000000000000009"}`, `{}`), "dequeue-rest", `{}`, ""},
 		{"params, age, priority, reservation and workspace", callback(`{}`, `{}`, "Custom", "yes", "TaskAge", "61", "TaskPriority", "2", "ReservationSid", "WR1", "WorkspaceSid", "WS1"), "params", `{"instruction":"accept"}`, ""},
 		{"TaskAttributes missing", callback("-", `{}`), "on_error", onError, "TaskAttributes is missing"},
 		{"WorkerAttributes missing", callback(`{}`, "-"), "on_error", onError, "WorkerAttributes is missing"},
@@ -63,7 +63,7 @@ func TestDecideAnswers(t *testing.T) {
 		{"WorkerAttributes a string", callback(`{}`, `"x"`), "on_error", onError, "WorkerAttributes is not a JSON object"},
 		{"WorkerAttributes broken", callback(`{}`, `{"a":`), "on_error", onError, "WorkerAttributes is not a JSON object"},
 		{"TaskAge not a number", callback(`{}`, `{}`, "TaskAge", "old"), "on_error", onError, "TaskAge is not an integer"},
-		{"on_error's own template fails: {}", callback(`{"case":"required-nil","error_activity":"nope"}`, `{}`), "on_error", `{}`, "on_error: on_error: with activity_sid must be a SID"},
+		{"on_error's own template fails: {}", callback(`{"case":"required-nil","error_activity":"nope"}`, `{}`), "on_error", `{}`, "on_error: with activity_sid must be a SID"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,7 +144,7 @@ func TestDecideREST(t *testing.T) {
 
 func TestExplainTrace(t *testing.T) {
 	e := newEngine(t, testkit.Rules(t, "engine"))
-	d := e.Explain(callback(`{"number":"x","case":"dequeue-rest"}`, `{}`))
+	d := e.Explain(callback(`{"number":"x","case":"dequeue-rest","call_sid":"CA00000000000000000000000000000009"}`, `{}`))
 	want := []engine.Step{
 		{Rule: "accept-rest", Result: engine.NoMatch},
 		{Rule: "reject-rest", Result: engine.NoMatch},
@@ -161,7 +161,7 @@ func TestExplainTrace(t *testing.T) {
 			failed = append(failed, s)
 		}
 	}
-	if len(failed) != 1 || failed[0].Rule != "runtime-error" || !strings.Contains(failed[0].Error, "invalid operation") {
+	if len(failed) != 1 || failed[0].Rule != "runtime-error" || failed[0].Error != `task.attributes.number is a string ("x"), compared with an int` {
 		t.Errorf("Explain() failed steps = %+v; want runtime-error with its message", failed)
 	}
 	if len(d.RuleErrors) != 1 || d.RuleErrors[0].Rule != "runtime-error" {
@@ -181,7 +181,7 @@ func TestDecideConcurrently(t *testing.T) {
 			defer wg.Done()
 			for i := range 200 {
 				kase := []string{"dequeue", "call-rest", "text"}[(g+i)%3]
-				d := e.Decide(callback(`{"case":"`+kase+`","ring":`+string(rune('1'+i%9))+`,"n":1,"name":"x"}`, `{"contact_uri":"client:x"}`))
+				d := e.Decide(callback(`{"case":"`+kase+`","ring":`+string(rune('1'+i%9))+`,"n":1,"name":"x","call_sid":"CA00000000000000000000000000000009"}`, `{"contact_uri":"client:x"}`))
 				if d.Rule != kase {
 					t.Errorf("goroutine %d: Decide() = %s; want %s (%v)", g, d.Rule, kase, d.Err)
 					return

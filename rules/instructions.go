@@ -27,7 +27,8 @@ const (
 
 // Field describes one key an instruction takes under `with`.
 type Field struct {
-	Name     string   // snake_case key in rules.yaml and in the callback answer
+	Name     string   // snake_case key in rules.yaml and, unless Key says otherwise, in the callback answer
+	Key      string   // the key in the callback answer when it is not Name
 	REST     string   // parameter name for the Reservations REST API
 	Kind     Kind     // value type
 	Required bool     // must be present
@@ -55,6 +56,14 @@ func (in *Instruction) Field(name string) *Field {
 	return nil
 }
 
+// AnswerKey is the key the field has in the synchronous answer to the callback.
+func (f *Field) AnswerKey() string {
+	if f.Key != "" {
+		return f.Key
+	}
+	return f.Name
+}
+
 // FieldNames lists the fields the instruction takes, in table order.
 func (in *Instruction) FieldNames() []string {
 	names := make([]string, len(in.Fields))
@@ -68,7 +77,15 @@ var (
 	callEvents       = []string{"initiated", "ringing", "answered", "completed"}
 	conferenceEvents = []string{"start", "end", "join", "leave", "mute", "hold", "speaker"}
 	recordValues     = []string{"record-from-answer", "do-not-record"}
+	httpMethods      = []string{"GET", "POST"}
+	// Regions where a conference recording is mixed, as the description of the REST
+	// parameter Region lists them (docs/taskrouter.md).
+	regions = []string{"us1", "us2", "ie1", "de1", "sg1", "br1", "au1", "jp1"}
 )
+
+func method(name, rest, of string) Field {
+	return Field{Name: name, REST: rest, Kind: Enum, Enum: httpMethods, Doc: "HTTP method for " + of + " (default POST)"}
+}
 
 func timeout(rest string) Field {
 	return Field{Name: "timeout", REST: rest, Kind: Int, Min: 1, Max: 999, Doc: "seconds to ring the worker (1-999)"}
@@ -85,10 +102,10 @@ var Instructions = []*Instruction{
 	},
 	{
 		Name:  "reject",
-		Doc:   "reject the reservation and move the worker to an activity",
+		Doc:   "reject the reservation; the task goes back to its queue",
 		Fixed: [][2]string{{"ReservationStatus", "rejected"}},
 		Fields: []Field{
-			{Name: "activity_sid", REST: "WorkerActivitySid", Kind: SID, Prefix: "WA", Required: true, Doc: "Activity SID the worker moves to"},
+			{Name: "activity_sid", REST: "WorkerActivitySid", Kind: SID, Prefix: "WA", Doc: "Activity SID the worker moves to; without it the worker stays in its current activity"},
 		},
 	},
 	{
@@ -123,13 +140,17 @@ var Instructions = []*Instruction{
 		Name:  "conference",
 		Doc:   "put the worker and the caller in a conference named after the task",
 		Fixed: [][2]string{{"Instruction", "conference"}},
+		// The answer keys of conference are documented only for to, from,
+		// post_work_activity_sid, timeout and status_callback_url; the others are the snake_case
+		// forms of the REST (Participant API) names, singular where those are (docs/taskrouter.md).
 		Fields: []Field{
 			{Name: "to", REST: "To", Kind: Address, Doc: "worker's number or client:/sip: address; default: the worker's contact_uri"},
 			{Name: "from", REST: "From", Kind: Address, Doc: "caller ID shown to the worker"},
 			{Name: "post_work_activity_sid", REST: "PostWorkActivitySid", Kind: SID, Prefix: "WA", Doc: "Activity SID after the call (deprecated by Twilio; not valid in multitasking workspaces)"},
 			timeout("Timeout"),
 			{Name: "status_callback_url", REST: "StatusCallback", Kind: URL, Doc: "worker leg status webhook"},
-			{Name: "status_callback_events", REST: "StatusCallbackEvent", Kind: List, Enum: callEvents, Doc: "worker leg events sent to status_callback_url"},
+			method("status_callback_method", "StatusCallbackMethod", "status_callback_url"),
+			{Name: "status_callback_events", Key: "status_callback_event", REST: "StatusCallbackEvent", Kind: List, Enum: callEvents, Doc: "worker leg events sent to status_callback_url"},
 			{Name: "record", REST: "Record", Kind: Bool, Doc: "record the worker leg"},
 			{Name: "muted", REST: "Muted", Kind: Bool, Doc: "worker joins muted"},
 			{Name: "beep", REST: "Beep", Kind: Enum, Enum: []string{"true", "false", "onEnter", "onExit"}, Doc: "beep when participants join or leave"},
@@ -138,12 +159,23 @@ var Instructions = []*Instruction{
 			{Name: "end_conference_on_customer_exit", REST: "EndConferenceOnCustomerExit", Kind: Bool, Doc: "end the conference when the customer leaves"},
 			{Name: "beep_on_customer_entrance", REST: "BeepOnCustomerEntrance", Kind: Bool, Doc: "beep when the customer joins"},
 			{Name: "wait_url", REST: "WaitUrl", Kind: URL, Doc: "TwiML URL for hold music"},
+			method("wait_method", "WaitMethod", "wait_url (GET lets Twilio cache a static file)"),
 			{Name: "early_media", REST: "EarlyMedia", Kind: Bool, Doc: "let the worker hear ringing"},
 			{Name: "max_participants", REST: "MaxParticipants", Kind: Int, Min: 2, Max: 250, Doc: "largest conference size (2-250)"},
 			{Name: "conference_status_callback", REST: "ConferenceStatusCallback", Kind: URL, Doc: "conference status webhook"},
-			{Name: "conference_status_callback_events", REST: "ConferenceStatusCallbackEvent", Kind: List, Enum: conferenceEvents, Doc: "conference events sent to conference_status_callback"},
+			method("conference_status_callback_method", "ConferenceStatusCallbackMethod", "conference_status_callback"),
+			{Name: "conference_status_callback_events", Key: "conference_status_callback_event", REST: "ConferenceStatusCallbackEvent", Kind: List, Enum: conferenceEvents, Doc: "conference events sent to conference_status_callback"},
 			{Name: "conference_record", REST: "ConferenceRecord", Kind: Enum, Enum: []string{"true", "false", "record-from-start", "do-not-record"}, Doc: "record the conference"},
+			{Name: "conference_trim", REST: "ConferenceTrim", Kind: Enum, Enum: []string{"trim-silence", "do-not-trim"}, Doc: "trim silence from the conference recording (default trim-silence)"},
+			{Name: "recording_channels", REST: "RecordingChannels", Kind: Enum, Enum: []string{"mono", "dual"}, Doc: "channels of the recording (default mono)"},
 			{Name: "recording_status_callback", REST: "RecordingStatusCallback", Kind: URL, Doc: "recording status webhook"},
+			method("recording_status_callback_method", "RecordingStatusCallbackMethod", "recording_status_callback"),
+			{Name: "conference_recording_status_callback", REST: "ConferenceRecordingStatusCallback", Kind: URL, Doc: "conference recording status webhook"},
+			method("conference_recording_status_callback_method", "ConferenceRecordingStatusCallbackMethod", "conference_recording_status_callback"),
+			{Name: "region", REST: "Region", Kind: Enum, Enum: regions, Doc: "region where the recorded audio is mixed"},
+			{Name: "sip_auth_username", REST: "SipAuthUsername", Kind: String, Doc: "SIP user name, when to is a sip: address that needs it"},
+			{Name: "sip_auth_password", REST: "SipAuthPassword", Kind: String, Doc: "SIP password, when to is a sip: address that needs it"},
+			{Name: "jitter_buffer_size", REST: "JitterBufferSize", Kind: Enum, Enum: []string{"off", "small", "medium", "large"}, Doc: "jitter buffer of the conference"},
 		},
 	},
 	{

@@ -275,7 +275,7 @@ func (p *parser) parseAction(m map[string]entry, owner *yaml.Node, where string)
 		case hasVia && a.Via == Response:
 			p.errorf(at(viaEntry.value), "%s says via: response but has a delay; a delay is carried out by REST, so remove via or use via: rest", where)
 		default:
-			a.Delay = d
+			a.Delay, a.DelayPos = d, at(e.value)
 			a.Via = REST
 		}
 	}

@@ -49,6 +49,8 @@ type Action struct {
 	Delay time.Duration
 	With  []Param // in the instruction table's order
 	Pos   Pos     // the `do` key
+	// DelayPos is where the delay is written, when it is.
+	DelayPos Pos
 }
 
 // Instruction returns the action's instruction, or nil for defer.
@@ -84,6 +86,28 @@ func (s *Set) Actions() []*Action {
 		out = append(out, &r.Action)
 	}
 	return append(out, s.Default, s.OnError)
+}
+
+// Param returns the action's named `with` field, or nil when the file does not give it.
+func (a *Action) Param(name string) *Param {
+	for i := range a.With {
+		if a.With[i].Field.Name == name {
+			return &a.With[i]
+		}
+	}
+	return nil
+}
+
+// RESTActions lists the actions that are carried out by REST: a rule, default or on_error
+// whose via is rest, or that has a delay, and whose do is not defer.
+func (s *Set) RESTActions() []*Action {
+	var out []*Action
+	for _, a := range s.Actions() {
+		if a.Via == REST && a.Do != Defer {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Rule returns the named rule, or nil.

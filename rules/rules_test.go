@@ -66,7 +66,8 @@ func TestParseEveryField(t *testing.T) {
 		return out
 	}
 	want := map[string]map[string]any{
-		"reject-all": {"activity_sid": "WA0123456789abcdef0123456789abcdef"},
+		"reject-all":      {"activity_sid": "WA0123456789abcdef0123456789abcdef"},
+		"reject-and-stay": {},
 		"dequeue-all": {
 			"to": "sip:agent@example.com", "from": "+15005550006", // unquoted: taken as written, not as a number
 			"post_work_activity_sid": "WA0123456789ABCDEF0123456789ABCDEF",
@@ -94,6 +95,29 @@ func TestParseEveryField(t *testing.T) {
 	}
 	if c := consts("conference-all"); c["beep"] != "false" || c["max_participants"] != 2 || c["muted"] != false {
 		t.Errorf("conference-all: beep %#v max_participants %#v muted %#v; want \"false\" 2 false", c["beep"], c["max_participants"], c["muted"])
+	}
+	// conference-all gives every field conference takes, each once.
+	conf := rules.Lookup("conference")
+	if got := consts("conference-all"); len(got) != len(conf.Fields) {
+		var missing []string
+		for _, f := range conf.Fields {
+			if _, ok := got[f.Name]; !ok {
+				missing = append(missing, f.Name)
+			}
+		}
+		t.Errorf("conference-all gives %d fields; conference takes %d (missing %v)", len(got), len(conf.Fields), missing)
+	}
+	wantConf := map[string]any{
+		"status_callback_method": "GET", "wait_method": "GET", "conference_status_callback_method": "POST",
+		"conference_trim": "do-not-trim", "recording_channels": "dual", "recording_status_callback_method": "GET",
+		"conference_recording_status_callback": "https://example.com/cr", "conference_recording_status_callback_method": "POST",
+		"region": "ie1", "sip_auth_username": "agent", "sip_auth_password": "s3cret: with a colon", "jitter_buffer_size": "off",
+	}
+	c := consts("conference-all")
+	for k, v := range wantConf {
+		if c[k] != v {
+			t.Errorf("conference-all %s = %#v; want %#v", k, c[k], v)
+		}
 	}
 }
 
@@ -123,6 +147,7 @@ func TestFieldValidation(t *testing.T) {
 		{"reject", "activity_sid", "WA0123456789abcdef0123456789abcde", "activity_sid must be a SID: WA followed by 32 hex digits"},
 		{"reject", "activity_sid", "WA0123456789abcdef0123456789abcdeg", "must be a SID"},
 		{"reject", "activity_sid", "12", "must be a SID"},
+		{"reject", "activity_sid", "${ task.attributes.next_activity }", ""},
 		{"reject", "timeout", "5", `unknown key "timeout" in rule r with; valid keys are activity_sid`},
 		{"dequeue", "timeout", "1", ""},
 		{"dequeue", "timeout", "999", ""},
@@ -165,10 +190,46 @@ func TestFieldValidation(t *testing.T) {
 		{"conference", "muted", "${ task.sid }", "muted must be true or false, but the expression gives a string"},
 		{"conference", "timeout", "${ task.age }", ""},
 		{"conference", "timeout", "${ 5000 }", "timeout must be an integer from 1 to 999, not 5000"},
+		{"conference", "status_callback_events", "[initiated, answered]", ""},
+		{"conference", "status_callback_events", "[join]", `"join" is not one of them`},
+		{"conference", "status_callback_method", "GET", ""},
+		{"conference", "status_callback_method", "POST", ""},
+		{"conference", "status_callback_method", "get", `status_callback_method must be one of GET, POST, not "get"`},
+		{"conference", "status_callback_method", "PUT", `status_callback_method must be one of GET, POST, not "PUT"`},
+		{"conference", "wait_method", "GET", ""},
+		{"conference", "wait_method", "DELETE", "wait_method must be one of GET, POST"},
+		{"conference", "conference_status_callback_method", "POST", ""},
+		{"conference", "conference_status_callback_method", "true", "conference_status_callback_method must be one of GET, POST"},
+		{"conference", "recording_status_callback_method", "GET", ""},
+		{"conference", "recording_status_callback_method", "[GET]", "recording_status_callback_method must be one of GET, POST, not a list"},
+		{"conference", "conference_recording_status_callback", "https://example.com/cr", ""},
+		{"conference", "conference_recording_status_callback", "ftp://example.com/cr", "conference_recording_status_callback must be an absolute http(s) URL"},
+		{"conference", "conference_recording_status_callback_method", "POST", ""},
+		{"conference", "conference_recording_status_callback_method", "PATCH", "conference_recording_status_callback_method must be one of GET, POST"},
+		{"conference", "recording_channels", "mono", ""},
+		{"conference", "recording_channels", "dual", ""},
+		{"conference", "recording_channels", "stereo", `recording_channels must be one of mono, dual, not "stereo"`},
+		{"conference", "conference_trim", "trim-silence", ""},
+		{"conference", "conference_trim", "do-not-trim", ""},
+		{"conference", "conference_trim", "trim", `conference_trim must be one of trim-silence, do-not-trim, not "trim"`},
+		{"conference", "region", "us1", ""},
+		{"conference", "region", "jp1", ""},
+		{"conference", "region", "eu1", `region must be one of us1, us2, ie1, de1, sg1, br1, au1, jp1, not "eu1"`},
+		{"conference", "sip_auth_username", "agent-7", ""},
+		{"conference", "sip_auth_username", "${ worker.attributes.sip_user }", ""},
+		{"conference", "sip_auth_username", "{a: 1}", "sip_auth_username must be a string, not a mapping"},
+		{"conference", "sip_auth_password", "'12345'", ""},
+		{"conference", "sip_auth_password", "${ task.priority }", "sip_auth_password must be a string, but the expression gives a number"},
+		{"conference", "jitter_buffer_size", "off", ""},
+		{"conference", "jitter_buffer_size", "large", ""},
+		{"conference", "jitter_buffer_size", "huge", `jitter_buffer_size must be one of off, small, medium, large, not "huge"`},
+		{"conference", "conference_record", "do-not-record", ""},
+		{"conference", "conference_record", "record-from-answer", "conference_record must be one of true, false, record-from-start, do-not-record"},
+		{"conference", "early_media", "false", ""},
+		{"conference", "start_conference_on_enter", "no", `start_conference_on_enter must be true or false, not the string "no"`},
 	}
 	for _, tt := range tests {
 		required := map[string]string{
-			"reject":   "activity_sid: WA0123456789abcdef0123456789abcdef",
 			"call":     "from: '+15005550006'\n      url: https://example.com/a",
 			"redirect": "call_sid: CA0123456789abcdef0123456789abcdef\n      url: https://example.com/a",
 		}[tt.do]
@@ -198,43 +259,121 @@ func TestFieldValidation(t *testing.T) {
 	}
 }
 
+// Each lint, from a small file: the warnings it gives (FILE:LINE:COL and message
+// prefix), and none where the file does what the lint asks.
 func TestLint(t *testing.T) {
-	src := `version: 1
-vars:
-  used: WA0123456789abcdef0123456789abcdef
-  unused: 3
-rules:
-  - name: catch-all
-    when: true
-    do: reject
-    with:
-      activity_sid: ${ vars.used }
-  - name: after
-    when: task.age > 1
-    do: accept
-    via: rest
-`
-	set, err := rules.Parse("f.yaml", []byte(src))
+	const head = "version: 1\nrules:\n"
+	const voice = "  - name: voice\n    when: task.attributes.call_sid != nil\n    do: dequeue\n"
+	const conference = "  - name: conf\n    when: task.attributes.call_sid != nil\n    do: conference\n"
+	accept := func(when string) string {
+		return "  - name: take\n    when: " + when + "\n    do: accept\n"
+	}
+	restCall := func(extra string) string {
+		return "  - name: ring\n    when: true\n    do: call\n    via: rest\n    with:\n      from: '+15005550006'\n      url: https://example.com/a\n" + extra
+	}
+	const repeatCall = "rule ring: call by REST without accept: true: the outbox delivers at least once, and a repeat while the reservation is still pending places a second call to the worker; add accept: true under with"
+	const acceptsVoice = "rule take accepts voice tasks too: its when does not exclude tasks with a call_sid"
+	tests := []struct {
+		name    string
+		src     string
+		timeout time.Duration
+		want    []string // prefixes of the warnings, in order
+	}{
+		{"unused var, unreachable rule", "version: 1\nvars:\n  used: WA0123456789abcdef0123456789abcdef\n  unused: 3\nrules:\n" +
+			"  - name: catch-all\n    when: true\n    do: reject\n    with:\n      activity_sid: ${ vars.used }\n" +
+			"  - name: after\n    when: task.age > 1\n    do: accept\n    via: rest\n", 0, []string{
+			"f.yaml:4:3: warning: var unused is never used; use it as ${ vars.unused } or remove it",
+			"f.yaml:11:5: warning: rule after can never match: rule catch-all above it always matches (when: true); move it above catch-all or remove it",
+		}},
+		{"REST without credentials is not check's business", head + "  - name: r\n    when: true\n    do: accept\n    via: rest\n", 0, nil},
+
+		{"call via rest without accept", head + restCall(""), 0, []string{"f.yaml:5:5: warning: " + repeatCall}},
+		{"call via rest, accept: false", head + restCall("      accept: false\n"), 0, []string{"f.yaml:10:15: warning: " + repeatCall}},
+		{"call via rest, accept from a template", head + restCall("      accept: ${ task.priority > 1 }\n"), 0, []string{"f.yaml:10:15: warning: " + repeatCall}},
+		{"call via rest, accept: true", head + restCall("      accept: true\n"), 0, nil},
+		{"call with a delay, no via", head + "  - name: ring\n    when: true\n    do: call\n    delay: 1s\n    with: {from: '+15005550006', url: 'https://example.com/a'}\n", 0,
+			[]string{"f.yaml:5:5: warning: " + repeatCall}},
+		{"call in the answer needs no accept", head + "  - name: ring\n    when: true\n    do: call\n    with: {from: '+15005550006', url: 'https://example.com/a'}\n", 0, nil},
+		{"redirect via rest without accept", head + "  - name: move\n    when: true\n    do: redirect\n    via: rest\n    with: {call_sid: CA0123456789abcdef0123456789abcdef, url: 'https://example.com/a'}\n", 0,
+			[]string{"f.yaml:5:5: warning: rule move: redirect by REST without accept: true: the outbox delivers at least once, and a repeat while the reservation is still pending redirects the call a second time"}},
+		{"redirect via rest, accept: true", head + "  - name: move\n    when: true\n    do: redirect\n    via: rest\n    with: {call_sid: CA0123456789abcdef0123456789abcdef, url: 'https://example.com/a', accept: true}\n", 0, nil},
+		{"dequeue via rest is not repeated", head + "  - name: dq\n    when: true\n    do: dequeue\n    via: rest\n    with: {from: '+15005550006'}\n", 0, nil},
+		{"default: call via rest", "version: 1\nrules: []\ndefault:\n  do: call\n  via: rest\n  with: {from: '+15005550006', url: 'https://example.com/a'}\n", 0,
+			[]string{"f.yaml:4:3: warning: default: call by REST without accept: true"}},
+		{"a rule named default is a rule", head + "  - name: default\n    when: true\n    do: call\n    via: rest\n    with: {from: '+15005550006', url: 'https://example.com/a'}\n", 0,
+			[]string{"f.yaml:5:5: warning: rule default: call by REST without accept: true"}},
+
+		{"delay beyond the timeout", head + "  - name: later\n    when: true\n    do: accept\n    delay: 10m\n", 120 * time.Second,
+			[]string{"f.yaml:6:12: warning: rule later: delay 10m0s is not shorter than the reservation timeout (2m0s, --reservation-timeout): the reservation times out first, so the action is always abandoned"}},
+		{"delay at the timeout", head + "  - name: later\n    when: true\n    do: accept\n    delay: 2m\n", 120 * time.Second,
+			[]string{"f.yaml:6:12: warning: rule later: delay 2m0s is not shorter than the reservation timeout (2m0s"}},
+		{"delay under the timeout", head + "  - name: later\n    when: true\n    do: accept\n    delay: 119s\n", 120 * time.Second, nil},
+		{"delay under a longer timeout", head + "  - name: later\n    when: true\n    do: accept\n    delay: 10m\n", 15 * time.Minute, nil},
+		{"no timeout given: no delay check", head + "  - name: later\n    when: true\n    do: accept\n    delay: 10m\n", 0, nil},
+		{"on_error's delay", "version: 1\nrules: []\non_error:\n  do: accept\n  delay: 5m\n", 120 * time.Second,
+			[]string{"f.yaml:5:10: warning: on_error: delay 5m0s is not shorter"}},
+
+		{"accept above dequeue", head + accept(`task.attributes.tier == "gold"`) + voice, 0,
+			[]string{"f.yaml:4:11: warning: " + acceptsVoice + ", and accept does not connect a queued call, so the caller stays on hold while rule voice below it (dequeue) would have connected them; start the when with task.attributes.call_sid == nil &&, or move take below the voice rules"}},
+		{"accept above conference", head + accept(`task.priority > 3`) + conference, 0,
+			[]string{"f.yaml:4:11: warning: " + acceptsVoice + ", and accept does not connect a queued call, so the caller stays on hold while rule conf below it (conference)"}},
+		{"accept of voice tasks itself", head + accept(`task.attributes.call_sid != nil && task.priority > 3`) + voice, 0, []string{"f.yaml:4:11: warning: " + acceptsVoice}},
+		{"accept that excludes voice", head + accept(`task.attributes.call_sid == nil && task.attributes.tier == "gold"`) + voice, 0, nil},
+		{"call_sid == nil last", head + accept(`task.attributes.tier == "gold" && task.attributes.call_sid == nil`) + voice, 0, nil},
+		{"nil == call_sid", head + accept(`nil == task.attributes.call_sid`) + voice, 0, nil},
+		{"inside parentheses", head + accept(`task.priority > 1 && (task.attributes.call_sid == nil && task.age > 2)`) + voice, 0, nil},
+		{"! call_sid != nil", head + accept(`'!(task.attributes.call_sid != nil)'`) + voice, 0, nil},
+		{"not call_sid != nil", head + accept(`not (task.attributes.call_sid != nil)`) + voice, 0, nil},
+		{"with ?.", head + accept(`task.attributes?.call_sid == nil`) + voice, 0, nil},
+		{"or does not exclude", head + accept(`task.attributes.call_sid == nil || task.priority > 3`) + voice, 0, []string{"f.yaml:4:11: warning: " + acceptsVoice}},
+		{"another attribute == nil does not exclude", head + accept(`task.attributes.channel == nil`) + voice, 0, []string{"f.yaml:4:11: warning: " + acceptsVoice}},
+		{"accept below the voice rules", head + voice + accept(`task.attributes.tier == "gold"`), 0, nil},
+		{"no voice rule below", head + accept(`task.attributes.tier == "gold"`) + "  - name: move\n    when: true\n    do: redirect\n    with: {call_sid: CA0123456789abcdef0123456789abcdef, url: 'https://example.com/a', accept: true}\n", 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			set, err := rules.Parse("f.yaml", []byte(tt.src))
+			if err != nil {
+				t.Fatalf("Parse: %v\n%s", err, tt.src)
+			}
+			got := set.Lint(tt.timeout)
+			if len(got) != len(tt.want) {
+				t.Fatalf("Lint(%v) = %q; want %d warnings starting %q", tt.timeout, got, len(tt.want), tt.want)
+			}
+			for i, d := range got {
+				if !strings.HasPrefix(d.String(), tt.want[i]) || !d.Warning {
+					t.Errorf("Lint(%v)[%d] = %q; want a warning starting %q", tt.timeout, i, d, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// The example as it shipped before its rewrite taught accept for voice tasks; check warns
+// of both rules that did it, and of nothing in the example that replaced it.
+func TestLintExample(t *testing.T) {
+	old, err := rules.Parse("old-example.yaml", mustRead(t, "../testdata/rules/old-example.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := func(ds []rules.Diagnostic) []string {
-		var out []string
-		for _, d := range ds {
-			out = append(out, d.String())
-		}
-		return out
+	var got []string
+	for _, d := range old.Lint(120 * time.Second) {
+		got = append(got, d.String())
 	}
 	want := []string{
-		"f.yaml:4:3: warning: var unused is never used; use it as ${ vars.unused } or remove it",
-		"f.yaml:11:5: warning: rule after can never match: rule catch-all above it always matches (when: true); move it above catch-all or remove it",
+		"old-example.yaml:56:11: warning: rule high-value accepts voice tasks too: its when does not exclude tasks with a call_sid, and accept does not connect a queued call, so the caller stays on hold while rule voice below it (dequeue) would have connected them; start the when with task.attributes.call_sid == nil &&, or move high-value below the voice rules",
+		"old-example.yaml:61:11: warning: rule chat-and-sms accepts voice tasks too: its when does not exclude tasks with a call_sid, and accept does not connect a queued call, so the caller stays on hold while rule voice below it (dequeue) would have connected them; start the when with task.attributes.call_sid == nil &&, or move chat-and-sms below the voice rules",
 	}
-	if diff := cmp.Diff(want, got(set.Lint(true))); diff != "" {
-		t.Errorf("Lint(credentials) (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Lint(old example) (-want +got):\n%s", diff)
 	}
-	withoutCreds := got(set.Lint(false))
-	if len(withoutCreds) != 3 || !strings.HasPrefix(withoutCreds[2], "f.yaml:13:5: warning: after sends by REST but no Twilio credentials are set") {
-		t.Errorf("Lint(no credentials) = %q; want the two warnings and one about REST without credentials at 13:5", withoutCreds)
+
+	set, err := rules.Parse("rules.yaml", mustRead(t, "../testdata/example/rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds := set.Lint(120 * time.Second); len(ds) > 0 {
+		t.Errorf("Lint(example) = %q; want no warnings", ds)
 	}
 }
 
@@ -261,7 +400,8 @@ func ExampleParse() {
 rules:
   - name: vip
     when: task.attributes.vip == true
-    do: reject
+    do: redirect
+    with: {url: "https://example.com/vip"}
   - name: vip
     when: task.priority > "high"
     do: dequeue
@@ -271,10 +411,10 @@ rules:
 	_, err := rules.Parse("rules.yaml", []byte(src))
 	fmt.Println(err)
 	// Output:
-	// rules.yaml:5:5: rule vip: reject needs activity_sid under with: a SID: WA followed by 32 hex digits, like WA0123456789abcdef0123456789abcdef
-	// rules.yaml:6:11: rule name "vip" is used twice (first at line 3); names must be unique
-	// rules.yaml:7:25: when of rule vip: invalid operation: > (mismatched types int and string)
-	// rules.yaml:10:16: rule vip: timeout must be an integer from 1 to 999, not 0
+	// rules.yaml:5:5: rule vip: redirect needs call_sid under with: a SID: CA followed by 32 hex digits, like CA0123456789abcdef0123456789abcdef
+	// rules.yaml:7:11: rule name "vip" is used twice (first at line 3); names must be unique
+	// rules.yaml:8:25: when of rule vip: invalid operation: > (mismatched types int and string)
+	// rules.yaml:11:16: rule vip: timeout must be an integer from 1 to 999, not 0
 }
 
 func mustRead(t testing.TB, path string) []byte {

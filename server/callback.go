@@ -68,6 +68,7 @@ type callback struct {
 }
 
 func newCallback(o Options) *callback {
+	o = o.withDefaults()
 	c := &callback{
 		rules:        o.Rules,
 		outbox:       o.Outbox,

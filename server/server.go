@@ -67,6 +67,12 @@ type Server struct {
 
 // New returns the server for o.
 func New(o Options) *Server {
+	o = o.withDefaults()
+	return &Server{o: o, callback: newCallback(o)}
+}
+
+// withDefaults fills in what o leaves out: logs nobody reads, metrics nobody collects.
+func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -76,7 +82,7 @@ func New(o Options) *Server {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
-	return &Server{o: o, callback: newCallback(o)}
+	return o
 }
 
 // callbackFirst hands the callback paths to the callback handler without the router, whose

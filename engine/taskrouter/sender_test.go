@@ -17,6 +17,7 @@ import (
 	"github.com/reservist/reservist/engine/taskrouter"
 	"github.com/reservist/reservist/engine/taskrouter/taskroutertest"
 	"github.com/reservist/reservist/internal/testkit"
+	"github.com/reservist/reservist/rules"
 )
 
 var (
@@ -297,4 +298,55 @@ func TestNewSenderConfig(t *testing.T) {
 	if _, err := taskrouter.NewSender(taskrouter.Config{Credentials: taskrouter.Credentials{AccountSid: ac, AuthToken: "t"}}); err != nil {
 		t.Errorf("defaults: %v", err)
 	}
+}
+
+// Every field of every instruction of the rules' table reaches the fake TaskRouter through
+// twilio-go under its REST name, with a value of its type, and the fake (which holds
+// Twilio's OpenAPI description of the parameters) takes it.
+func TestSenderEveryField(t *testing.T) {
+	fake := taskroutertest.NewServer(taskroutertest.Config{})
+	defer fake.Close()
+	for i, in := range rules.Instructions {
+		t.Run(in.Name, func(t *testing.T) {
+			params := outbox.Params{}
+			for _, kv := range in.Fixed {
+				params[kv[0]] = kv[1]
+			}
+			for _, f := range in.Fields {
+				params[f.REST] = sample(f)
+			}
+			n := uint64(100 + i)
+			if err := sendTo(t, fake, taskrouter.Config{}, n, params); err != nil {
+				t.Fatalf("Send(%v): %v", params, err)
+			}
+			reqs := fake.RequestsFor(taskroutertest.NewSid("WR", n))
+			if len(reqs) != 1 {
+				t.Fatalf("%d requests, want 1", len(reqs))
+			}
+			if d := cmp.Diff(params.Form(), reqs[0].Form); d != "" {
+				t.Errorf("form TaskRouter got (-decided +sent):\n%s", d)
+			}
+		})
+	}
+}
+
+// sample is a valid value of a field, as the engine would hand it to the outbox.
+func sample(f rules.Field) any {
+	switch f.Kind {
+	case rules.Address:
+		return "+15005550006"
+	case rules.URL:
+		return "https://example.com/" + f.Name
+	case rules.SID:
+		return taskroutertest.NewSid(f.Prefix, 7)
+	case rules.Int:
+		return f.Max
+	case rules.Bool:
+		return true
+	case rules.Enum:
+		return f.Enum[len(f.Enum)-1]
+	case rules.List:
+		return f.Enum
+	}
+	return "text: " + f.Name
 }

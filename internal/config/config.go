@@ -47,6 +47,19 @@ type Serve struct {
 	Warnings []string
 }
 
+// DefaultReservationTimeout is the default of the Workflow's TaskReservationTimeout, and so
+// of --reservation-timeout wherever a command takes it (serve, check).
+const DefaultReservationTimeout = 120 * time.Second
+
+// CheckReservationTimeout refuses a --reservation-timeout that no Workflow can have.
+func CheckReservationTimeout(d time.Duration) error {
+	// TaskRouter's TaskReservationTimeout is at most 86,400 s.
+	if d <= 0 || d > 24*time.Hour {
+		return fmt.Errorf("--reservation-timeout %v: must be more than 0 and at most 24h, like the Workflow's TaskReservationTimeout", d)
+	}
+	return nil
+}
+
 // ParseServe reads serve's flags, then fills every flag not given from its
 // RESERVIST_* variable (a repeatable flag's holds a comma-separated list), then checks the
 // whole. Errors are usage errors (exit 2) and name the flag or variable at fault.
@@ -67,7 +80,7 @@ func ParseServe(args []string, getenv func(string) string, stderr io.Writer) (*S
 	fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:9090", "admin listener `address` (metrics, reload, rules status); off disables it")
 	fs.StringVar(&publicURL, "public-url", "", "scheme://host[:port] `URL` TaskRouter uses to reach reservist, for signature checks behind proxies (default: the request's own)")
 	fs.StringVar(&c.StateDir, "state-dir", ".reservist", "`directory` where the REST outbox keeps pending actions (created if missing)")
-	fs.DurationVar(&c.ReservationTimeout, "reservation-timeout", 120*time.Second, "the Workflow's TaskReservationTimeout: REST actions are abandoned after it")
+	fs.DurationVar(&c.ReservationTimeout, "reservation-timeout", DefaultReservationTimeout, "the Workflow's TaskReservationTimeout: REST actions are abandoned after it")
 	fs.DurationVar(&c.ResponseBudget, "response-budget", 3*time.Second, "longest a callback may take before reservist answers {} and finishes by REST")
 	fs.IntVar(&c.RESTConcurrency, "rest-concurrency", outbox.DefaultConcurrency, "REST calls in flight at once")
 	fs.StringVar(&c.TwilioBaseURL, "twilio-base-url", taskrouter.DefaultBaseURL, "`URL` where REST calls go (tests, egress proxies)")
@@ -164,9 +177,8 @@ func (c *Serve) check() []error {
 	if c.StateDir == "" {
 		bad("--state-dir must not be empty")
 	}
-	// TaskRouter's TaskReservationTimeout is at most 86,400 s.
-	if c.ReservationTimeout <= 0 || c.ReservationTimeout > 24*time.Hour {
-		bad("--reservation-timeout %v: must be more than 0 and at most 24h, like the Workflow's TaskReservationTimeout", c.ReservationTimeout)
+	if err := CheckReservationTimeout(c.ReservationTimeout); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ResponseBudget <= 0 {
 		bad("--response-budget %v: must be more than 0", c.ResponseBudget)

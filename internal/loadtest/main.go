@@ -10,7 +10,7 @@
 // (testdata/example/cases/voice.form):
 //
 //   - reservist with TWILIO_AUTH_TOKEN set and the example rules, where the callback is
-//     decided by the last rule;
+//     decided by the voice rule, after the three voice rules above it;
 //   - the same with GOGC=100 in its environment, which turns off its GC headroom;
 //   - reservist with 1,000 generated rules, the last of which matches;
 //   - bare: this program again, in a mode where it parses the form and answers {};

@@ -273,7 +273,6 @@ func generatedRules(n int) string {
 	var b strings.Builder
 	b.WriteString(`version: 1
 vars:
-  wrap_up: WA0123456789abcdef0123456789abcdef
   busy: WAfedcba9876543210fedcba9876543210
   support_line: "+15005550006"
 rules:
@@ -291,11 +290,12 @@ rules:
 	}
 	b.WriteString(`  - name: support-line
     when: task.attributes.to == "+15005550006" && task.attributes.call_sid != nil
-    do: dequeue
+    do: conference
     with:
       from: ${ vars.support_line }
-      to: ${ worker.attributes.contact_uri }
-      post_work_activity_sid: ${ vars.wrap_up }
+      end_conference_on_customer_exit: true
+      conference_status_callback: https://example.com/events/call?task=${ task.sid }
+      conference_status_callback_events: [start, end]
 default:
   do: defer
 on_error:

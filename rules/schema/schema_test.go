@@ -200,7 +200,7 @@ func testBadFilesFail(t *testing.T, sch *jsonschema.Schema) {
 		{"seven-mistakes.bad.yaml", []string{
 			// Not caught: a non-boolean when, a duplicate name, an expression syntax error.
 			"/rules/0/do",
-			"/rules/1/with",
+			"/rules/1/with/call_sid",
 			"/rules/2/with/url",
 			"/rules/3/with",
 		}},
