@@ -716,9 +716,20 @@ func (p path) key() string {
 // intPath is whether the path's value is an int: task.age and task.priority.
 func (p path) intPath() bool { return p.src == fromTaskAge || p.src == fromTaskPriority }
 
-// pathOf reads task.…, worker.…, params.X, reservation.sid, account_sid, workspace_sid and
-// workflow_sid member chains with constant keys.
+// pathOf reads the paths run-time errors name (runerror.go): task.sid, task.queue_sid,
+// worker.sid, params.X and attributes.
 func pathOf(n ast.Node) (path, bool) {
+	p, ok := indexPath(n)
+	switch p.src {
+	case fromTaskAge, fromTaskPriority, fromReservationSid, fromAccountSid, fromWorkspaceSid, fromWorkflowSid:
+		return path{}, false
+	}
+	return p, ok
+}
+
+// indexPath reads task.…, worker.…, params.X, reservation.sid, account_sid, workspace_sid
+// and workflow_sid member chains with constant keys.
+func indexPath(n ast.Node) (path, bool) {
 	if c, ok := n.(*ast.ChainNode); ok {
 		n = c.Node
 	}
@@ -811,8 +822,32 @@ type value struct {
 	list []any
 }
 
-// read returns the path's value in env, as expr's member accesses would give it.
-func (p *path) read(env *rules.Env) value {
+// String names the path as a rules author writes it, without the ?.s.
+func (p path) String() string {
+	if len(p.keys) == 0 {
+		return p.root
+	}
+	return p.root + "." + strings.Join(p.keys, ".")
+}
+
+// read returns the path's value in env, and false where expr would fail reading it (a
+// missing object reached without ?.).
+func (p *path) read(env *rules.Env) (any, bool) {
+	switch p.src {
+	case fromTaskAttributes:
+		return walk(env.Task.Attributes, p.keys[1:], p.optional[1:])
+	case fromWorkerAttributes:
+		return walk(env.Worker.Attributes, p.keys[1:], p.optional[1:])
+	case fromTaskAge, fromTaskPriority:
+		v := p.load(env)
+		return v.i, true
+	}
+	v := p.load(env)
+	return v.s, true
+}
+
+// load is read for the index: the value by kind, without boxing strings and ints.
+func (p *path) load(env *rules.Env) value {
 	switch p.src {
 	case fromParams:
 		// expr reads a missing key of a map[string]string as "".
@@ -825,12 +860,8 @@ func (p *path) read(env *rules.Env) value {
 		return value{kind: intValue, i: env.Task.Age}
 	case fromTaskPriority:
 		return value{kind: intValue, i: env.Task.Priority}
-	case fromTaskAttributes:
-		return walk(env.Task.Attributes, p.keys[1:], p.optional[1:])
 	case fromWorkerSid:
 		return value{kind: stringValue, s: env.Worker.Sid}
-	case fromWorkerAttributes:
-		return walk(env.Worker.Attributes, p.keys[1:], p.optional[1:])
 	case fromReservationSid:
 		return value{kind: stringValue, s: env.Reservation.Sid}
 	case fromAccountSid:
@@ -840,26 +871,11 @@ func (p *path) read(env *rules.Env) value {
 	case fromWorkflowSid:
 		return value{kind: stringValue, s: env.WorkflowSid}
 	}
-	return value{kind: unreadable}
-}
-
-func walk(m map[string]any, keys []string, optional []bool) value {
-	var cur any = m
-	for i, k := range keys {
-		switch x := cur.(type) {
-		case map[string]any:
-			cur = x[k]
-		case nil:
-			if !optional[i] {
-				return value{kind: unreadable} // expr: cannot fetch k from nil
-			}
-			// expr's ?. stops the whole chain at nil.
-			return value{kind: nilValue}
-		default:
-			return value{kind: unreadable} // expr would fetch from a list, string, number: leave it to expr
-		}
+	v, ok := p.read(env)
+	if !ok {
+		return value{kind: unreadable}
 	}
-	switch x := cur.(type) {
+	switch x := v.(type) {
 	case nil:
 		return value{kind: nilValue}
 	case string:
@@ -880,6 +896,26 @@ func walk(m map[string]any, keys []string, optional []bool) value {
 	// A nil list or map is nil to ?? but not to ==: no JSON decoder makes one, and the
 	// rules run as written.
 	return value{kind: unreadable}
+}
+
+// walk follows keys from an attributes object as expr's member accesses do.
+func walk(m map[string]any, keys []string, optional []bool) (any, bool) {
+	var cur any = m
+	for i, k := range keys {
+		switch x := cur.(type) {
+		case map[string]any:
+			cur = x[k]
+		case nil:
+			if !optional[i] {
+				return nil, false // expr: cannot fetch k from nil
+			}
+			// expr's ?. stops the whole chain at nil.
+			return nil, true
+		default:
+			return nil, false // expr would fetch from a list, string, number: leave it to expr
+		}
+	}
+	return cur, true
 }
 
 // lookup is what one decision's index work reuses from the last: the paths' values and the
@@ -912,7 +948,7 @@ func (lk *lookup) start(ix *index, env *rules.Env) {
 // value is the path's value for this decision, read on first use.
 func (lk *lookup) value(p *pathIndex) *value {
 	if lk.seen[p.id] != lk.epoch {
-		lk.vals[p.id] = p.path.read(lk.env)
+		lk.vals[p.id] = p.path.load(lk.env)
 		lk.seen[p.id] = lk.epoch
 	}
 	return &lk.vals[p.id]
@@ -1200,10 +1236,10 @@ func (b *builder) operand(n ast.Node) (p path, def any, hasDef, ok bool) {
 		if def, ok = b.constant(bin.Right); !ok {
 			return p, nil, false, false
 		}
-		p, ok = pathOf(bin.Left)
+		p, ok = indexPath(bin.Left)
 		return p, def, true, ok
 	}
-	p, ok = pathOf(n)
+	p, ok = indexPath(n)
 	return p, nil, false, ok
 }
 
