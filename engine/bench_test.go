@@ -52,6 +52,9 @@ var benchShapes = []struct {
 	{"skills", func(i int) string {
 		return fmt.Sprintf(`"skill%d" in worker.attributes.skills && task.attributes.call_sid != nil`, i)
 	}, `"support" in worker.attributes.skills && task.attributes.call_sid != nil`},
+	{"or", func(i int) string {
+		return fmt.Sprintf(`(task.attributes.queue == "a%d" || task.attributes.queue == "b%d") && (worker.attributes.level ?? 0) >= 2`, i, i)
+	}, `(task.attributes.queue == "sales" || task.attributes.queue == "support") && (worker.attributes.level ?? 0) >= 2`},
 	{"mix", nil, `task.attributes.queue == "support" && (worker.attributes.level ?? 0) >= 2`},
 }
 

@@ -16,8 +16,8 @@ import (
 // A rule's `when` is split at its top-level &&s, and the comparisons it starts with are its
 // guards: a path of the callback (task.attributes.queue, task.priority, worker.sid, …),
 // perhaps with a constant `?? default`, compared with constants — `==`, `!=`, `in` and
-// `not in` a constant list or set, `<`, `<=`, `>`, `>=` a number — or a constant `in` the
-// path. expr evaluates `a && b` by evaluating a and stopping when it is false, so when the
+// `not in` a constant list or set, `<`, `<=`, `>`, `>=` a number, `==` one constant `||`
+// another — or a constant `in` the path. expr evaluates `a && b` by evaluating a and stopping when it is false, so when the
 // guards up to one that is false all evaluate without an error, the rule evaluates to false
 // with no error. Skipping such a rule changes neither the decision nor the rule errors, and
 // it is the only skip the index makes. Wherever a guard could fail for the value at hand —
@@ -97,7 +97,8 @@ type guard struct {
 	constant any    // the other operand's value: a scalar, a list or a set
 	def      any    // the ?? default, if hasDef
 	hasDef   bool
-	notOp    bool // under a unary not
+	notOp    bool    // under a unary not
+	anyOf    []guard // for path == a || path == b …: the comparisons, in order
 }
 
 // exprEval evaluates the guard on a value of its path as the compiled program does: the
@@ -107,6 +108,15 @@ type guard struct {
 // run-time error for the rule. The index uses it for what a nil value gives; the tests hold
 // eval to it.
 func (g *guard) exprEval(v any) (result, ok bool) {
+	if len(g.anyOf) > 0 {
+		// a || b: a first, b only when a is false; a failure is the whole expression's.
+		for i := range g.anyOf {
+			if r, ok := g.anyOf[i].exprEval(v); !ok || r {
+				return r, ok
+			}
+		}
+		return false, true
+	}
 	defer func() {
 		if recover() != nil {
 			result, ok = false, false
@@ -209,6 +219,18 @@ type constSet struct {
 	bools   [2]bool
 	null    bool
 	intKeys bool // opSet: the set's keys are ints
+}
+
+// merge adds o's constants to s.
+func (s *constSet) merge(o *constSet) {
+	for _, x := range o.strs {
+		s.add(x, false)
+	}
+	s.nums = append(s.nums, o.nums...)
+	s.ints = append(s.ints, o.ints...)
+	s.bools[0] = s.bools[0] || o.bools[0]
+	s.bools[1] = s.bools[1] || o.bools[1]
+	s.null = s.null || o.null
 }
 
 // holds is whether a value read from the path equals one of the constants.
@@ -1129,6 +1151,9 @@ func (b *builder) pathIndex(p path) *pathIndex {
 
 // guard reports whether n is a comparison the index evaluates, and makes it.
 func (b *builder) guard(n ast.Node) (guard, bool) {
+	if bin, ok := n.(*ast.BinaryNode); ok && (bin.Operator == "||" || bin.Operator == "or") {
+		return b.anyOf(bin)
+	}
 	notOp := false
 	if u, ok := n.(*ast.UnaryNode); ok && (u.Operator == "not" || u.Operator == "!") {
 		notOp, n = true, u.Node
@@ -1228,6 +1253,42 @@ func (b *builder) guard(n ast.Node) (guard, bool) {
 	}
 	g.p = b.pathIndex(p)
 	return g, true
+}
+
+// anyOf makes one guard of path == a || path == b || path in [c, d] …: comparisons by
+// runtime.Equal, which cannot fail, of one path read the same way, so that the disjunction
+// is path in [a, b, c, d].
+func (b *builder) anyOf(n *ast.BinaryNode) (guard, bool) {
+	var parts []guard
+	for _, d := range disjuncts(n) {
+		g, ok := b.guard(d)
+		if !ok || g.op != opEqual || g.negated || len(g.anyOf) > 0 {
+			return guard{}, false
+		}
+		if len(parts) > 0 && (g.p != parts[0].p || g.hasDef != parts[0].hasDef || !runtime.Equal(g.def, parts[0].def)) {
+			return guard{}, false
+		}
+		parts = append(parts, g)
+	}
+	g := parts[0]
+	g.anyOf = parts
+	g.set = constSet{}
+	for i := range parts {
+		g.set.merge(&parts[i].set)
+	}
+	g.onNil = mayFail
+	if r, ok := g.exprEval(nil); ok {
+		g.onNil = is(r)
+	}
+	return g, true
+}
+
+// disjuncts splits a || b || c, in the order expr evaluates them.
+func disjuncts(n ast.Node) []ast.Node {
+	if b, ok := n.(*ast.BinaryNode); ok && (b.Operator == "||" || b.Operator == "or") {
+		return append(disjuncts(b.Left), disjuncts(b.Right)...)
+	}
+	return []ast.Node{n}
 }
 
 // operand reads a path, or a path ?? a constant.

@@ -15,7 +15,7 @@
 //     decided by the voice rule, after the three voice rules above it;
 //   - the same with GOGC=100 in its environment, which turns off its GC headroom;
 //   - reservist with 1,000 generated rules of each shape (shapes.go: strings, numbers, in
-//     lists, ?./?? paths, a mix, and with -shapes all ranges and skills lists), the last of
+//     lists, ?./?? paths, a mix, and with -shapes all ranges, skills lists and ||), the last of
 //     which matches;
 //   - bare: this program again, in a mode where it parses the form and answers {};
 //   - flask: the tutorial's Flask app, run with Debian's python3-flask as the tutorial runs it.
@@ -77,7 +77,7 @@ func main() {
 	flag.IntVar(&o.rate, "rate", 2000, "callbacks per second for the latency run")
 	flag.DurationVar(&o.rateFor, "rate-duration", 5*time.Second, "how long the latency run is measured, after 1s of warm-up")
 	flag.IntVar(&o.rules, "rules", 1000, "rules in each generated file; the last one matches")
-	flag.StringVar(&o.shapes, "shapes", defaultShapes, "shapes of generated rules to run, comma-separated, or all (strings, numbers, in, optional, ranges, skills, mix)")
+	flag.StringVar(&o.shapes, "shapes", defaultShapes, "shapes of generated rules to run, comma-separated, or all (strings, numbers, in, optional, ranges, skills, or, mix)")
 	flag.IntVar(&o.starts, "starts", 5, "times each peer is started to time its start; the median is reported")
 	flag.IntVar(&o.runs, "runs", 1, "whole runs, each starting the peers afresh; README's tables give the median of the runs and their spread")
 	flag.StringVar(&o.peers, "peers", "bare,reservist,reservist-gogc100,flask", "peers to run besides the generated rules, comma-separated")

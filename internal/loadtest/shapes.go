@@ -60,6 +60,9 @@ var shapes = []shape{
 	{"skills", "a string in the worker's skills list", func(i int) string {
 		return fmt.Sprintf(`"skill-%d" in worker.attributes.skills && task.attributes.call_sid != nil`, i)
 	}, `"support" in worker.attributes.skills && task.attributes.call_sid != nil`},
+	{"or", "an attribute == one string || == another", func(i int) string {
+		return fmt.Sprintf(`(task.attributes.to == "+1555%07d" || task.attributes.to == "+1666%07d") && task.priority > 5`, i, i)
+	}, `(task.attributes.to == "+15005550007" || task.attributes.to == "+15005550006") && task.attributes.call_sid != nil`},
 	{"mix", "the shapes above in turn", nil, `task.attributes.to == "+15005550006" && task.attributes.call_sid != nil`},
 }
 
