@@ -136,17 +136,24 @@ func test(args []string, getenv func(string) string, stdout, stderr io.Writer) e
 	return nil
 }
 
-// explain shows how one callback is decided, rule by rule.
+// explain shows how one callback is decided, rule by rule: at its own Timestamp, or at --at.
 func explain(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlags("explain", stderr)
 	path := cli.RulesFlag(fs, getenv)
+	at := fs.String("at", "", "decide the case at `TIME` (RFC 3339, like 2026-03-09T09:15:00-04:00, or Unix epoch seconds) in place of its Timestamp")
 	pos, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: reservist explain [--rules FILE] CASE")
+		fmt.Fprintln(stderr, "usage: reservist explain [--rules FILE] [--at TIME] CASE")
 		return cli.Exit(cli.Usage, nil)
+	}
+	if *at != "" {
+		if _, err := engine.ParseTime(*at); err != nil {
+			fmt.Fprintf(stderr, "reservist explain: --at: %v\n", err)
+			return cli.Exit(cli.Usage, nil)
+		}
 	}
 	set, err := loadRules(*path, stderr)
 	if err != nil {
@@ -156,7 +163,13 @@ func explain(args []string, getenv func(string) string, stdout, stderr io.Writer
 	if err != nil {
 		return cli.Exit(cli.Failed, err)
 	}
-	cases.WriteExplanation(stdout, set, c, engine.New(set).Explain(c.Params))
+	if *at != "" {
+		c.Params.Set(engine.ParamTimestamp, *at)
+	}
+	if err := cases.Pinned(set, c); err != nil {
+		return cli.Exit(cli.Failed, fmt.Errorf("%s: %v; or give --at TIME", c.Path, err))
+	}
+	cases.WriteExplanation(stdout, set, c, engine.New(set).Explain(c.Params, time.Time{}))
 	return nil
 }
 

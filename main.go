@@ -30,7 +30,7 @@ const usage = `usage:
   reservist serve   [flags]                 run the callback server (the default)
   reservist check   [--rules FILE] [--strict]
   reservist test    [--rules FILE] [--update] [--run REGEX] [DIR...]
-  reservist explain [--rules FILE] CASE
+  reservist explain [--rules FILE] [--at TIME] CASE
   reservist schema
   reservist send    [--url URL] CASE
   reservist version

@@ -215,3 +215,61 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	}
 	t.Logf("browser test took %v", time.Since(began).Round(time.Millisecond))
 }
+
+// The playground's time field decides one callback at two times, in a real browser: two
+// different rules, each decision saying the time it was made at.
+func TestPlaygroundTimeInBrowser(t *testing.T) {
+	ctx := browser(t)
+	s := startServe(t, testkit.Read(t, "testdata/hours/rules.yaml"), nil)
+	var mu sync.Mutex
+	var jsErrors []string
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			mu.Lock()
+			jsErrors = append(jsErrors, e.ExceptionDetails.Text)
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return s
+	}
+	do("load the page",
+		chromedp.Navigate(s.admin+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`body[data-ready="true"]`)),
+	)
+	// A voice call whose Timestamp says Sunday afternoon: both desks are closed then.
+	form := "TaskSid=WT0123456789abcdef0123456789abcdef&Timestamp=2026-03-15T16%3A00%3A00Z&TaskAttributes=%7B%22channel%22%3A%22voice%22%2C%22call_sid%22%3A%22CA0123456789abcdef0123456789abcdef%22%7D&WorkerAttributes=%7B%7D"
+	for _, tt := range []struct{ at, rule, shown string }{
+		{"", "after-hours-voice", "2026-03-15T12:00:00-04:00 (the callback's Timestamp)"},
+		{"2026-03-10T09:00:00-05:00", "support-voice", "2026-03-10T10:00:00-04:00 (the time given)"},
+		{"1773185400", "night-desk-voice", "2026-03-10T19:30:00-04:00 (the time given)"},
+	} {
+		do("decide at "+tt.at,
+			chromedp.SetValue(chromedp.CSS(`#form-body`), form),
+			chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector("#callback-at").value = %q`, tt.at)),
+			chromedp.Click(chromedp.CSS(`#decide`)),
+			chromedp.Poll[chromedp.Void](fmt.Sprintf(`(document.querySelector("#decision .decision-rule") || {}).textContent === %q`, tt.rule)),
+		)
+		if got := text(`#decision .decision-at`); !strings.Contains(got, tt.shown) {
+			t.Errorf("decided at %q, the page says %q; want it to show %q", tt.at, got, tt.shown)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(jsErrors) > 0 {
+		t.Errorf("script errors on the page: %v", jsErrors)
+	}
+}

@@ -48,6 +48,12 @@ const (
 	gcHeadroom = 8 << 20
 )
 
+// wallClock is the clock the program decides by when a callback does not say its time: serve
+// decides a callback without a usable Timestamp at its arrival by it, and so does the
+// playground. The cases (`reservist test`, explain, --reload-cases, a draft's cases) are
+// decided at their own Timestamps and never read it; a test moves it to prove that.
+var wallClock = time.Now
+
 // hooks let a test watch and drive a serve that runs in its process.
 type hooks struct {
 	// ready, when set, is called once every listener listens, with their addresses.
@@ -187,6 +193,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 					Gatherer:           reg,
 					Playground:         bench.playground(rl, cfg, logger),
 					Observe:            bench.observe(),
+					Now:                wallClock,
 				})
 				callbacks.Handler, admin.Handler = srv.Callbacks(), srv.Admin()
 				ln, err := net.Listen("tcp", cfg.Listen)
@@ -408,7 +415,7 @@ func (w *workbench) playground(rl reload.Source, cfg *config.Serve, logger *slog
 	if !w.on {
 		return nil
 	}
-	return playground.New(playground.Options{Rules: rl, Recent: w.recent, RecentOff: w.recentOff, CaseDirs: cfg.ReloadCases, Logger: logger})
+	return playground.New(playground.Options{Rules: rl, Recent: w.recent, RecentOff: w.recentOff, CaseDirs: cfg.ReloadCases, Logger: logger, Now: wallClock})
 }
 
 // observe is server.Options.Observe: nil when nothing watches callbacks, so that the

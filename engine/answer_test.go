@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reservist/reservist/rules"
 )
@@ -28,7 +29,7 @@ func BenchmarkEncode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := New(set).Decide(params)
+	d := New(set).Decide(params, time.Time{})
 	if d.Rule != "voice" || len(d.Values) == 0 {
 		b.Fatalf("Decide(voice.form) = %s with %d values; want voice with values", d.Rule, len(d.Values))
 	}

@@ -23,12 +23,27 @@ type Engine struct {
 	answers map[*rules.Action][]byte // precomputed answers of actions with only constant fields
 	params  bool                     // some expression reads `params`: build the map
 	vms     sync.Pool
+
+	zone      *time.Location             // the rules' timezone
+	schedules map[string]*rules.Schedule // by name, for open("NAME")
 }
 
 // New prepares an engine for a parsed rule set.
 func New(set *rules.Set) *Engine {
 	e := &Engine{set: set, index: buildIndex(set), answers: map[*rules.Action][]byte{}, params: readsParams(set)}
-	e.vms.New = func() any { return &scratch{} }
+	e.zone = set.Timezone
+	if e.zone == nil {
+		e.zone = time.UTC
+	}
+	e.schedules = make(map[string]*rules.Schedule, len(set.Schedules))
+	for _, sc := range set.Schedules {
+		e.schedules[sc.Name] = sc
+	}
+	e.vms.New = func() any {
+		s := &scratch{clock: clock{schedules: e.schedules}}
+		s.open = s.clock.open // bound once: a method value allocates
+		return s
+	}
 	for _, a := range set.Actions() {
 		if vals, ok := constantValues(a); ok {
 			e.answers[a] = encodeAnswer(a, vals)
@@ -80,6 +95,11 @@ type Decision struct {
 	Trace      []Step        // every rule tried, with Explain only
 	Revision   string        // the rules revision that decided
 
+	// At is the callback's time, in the rules' timezone: its Timestamp parameter, or the
+	// time it arrived when it has no usable one. `now` is At; the outbox counts the
+	// action's delay and the reservation's timeout from it.
+	At time.Time
+
 	ReservationSid, TaskSid, WorkerSid, WorkspaceSid, WorkflowSid string
 
 	answer []byte
@@ -125,9 +145,15 @@ func (d *Decision) Params() outbox.Params {
 	return out
 }
 
-// Outbox is the decision as an outbox action, for a callback received at received on a
-// reservation that times out after timeout.
-func (d *Decision) Outbox(received time.Time, timeout time.Duration) outbox.Action {
+// Outbox is the decision as an outbox action, for a callback that arrived at arrived on a
+// reservation that times out after timeout. Its times count from At, when the reservation
+// was made, but never from later than the arrival: a Timestamp ahead of it (a sender whose
+// clock runs fast) must not keep the action past the reservation's real end.
+func (d *Decision) Outbox(arrived time.Time, timeout time.Duration) outbox.Action {
+	received := d.At
+	if !arrived.IsZero() && arrived.Before(received) {
+		received = arrived
+	}
 	return outbox.Action{
 		ReservationSid: d.ReservationSid,
 		TaskSid:        d.TaskSid,
@@ -147,27 +173,60 @@ var emptyAnswer = []byte("{}")
 // deferAction answers {} when even on_error cannot be rendered.
 var deferAction = &rules.Action{Name: "on_error", Do: rules.Defer, Via: rules.Response}
 
-// Decide decides one callback. It never fails: problems with the callback choose on_error.
-func (e *Engine) Decide(params url.Values) *Decision { return e.decide(params, false) }
+// Decide decides one callback that arrived at arrived, which is the callback's time when its
+// Timestamp parameter is missing or unusable (zero where nothing arrived: a test case). It
+// never fails: problems with the callback choose on_error.
+func (e *Engine) Decide(params url.Values, arrived time.Time) *Decision {
+	return e.decide(params, arrived, false)
+}
 
 // Explain decides like Decide and records every rule tried in Trace.
-func (e *Engine) Explain(params url.Values) *Decision { return e.decide(params, true) }
+func (e *Engine) Explain(params url.Values, arrived time.Time) *Decision {
+	return e.decide(params, arrived, true)
+}
 
-// scratch is what one decision reuses from the last: a VM and the index's lookup.
+// scratch is what one decision reuses from the last: a VM, the index's lookup and the
+// clock that open() reads.
 type scratch struct {
 	vm     vm.VM
 	lookup lookup
+	clock  clock
+	open   func(string) bool // clock.open
+}
+
+// clock answers open("NAME") at the time of the callback being decided.
+type clock struct {
+	schedules map[string]*rules.Schedule
+	now       time.Time
+}
+
+func (c *clock) open(name string) bool {
+	s := c.schedules[name]
+	return s != nil && s.Open(c.now)
 }
 
 // decide finds the first matching rule. Without a trace it runs only the index's candidates;
 // with one it runs every rule in order, so explain shows each rule's own result.
-func (e *Engine) decide(params url.Values, trace bool) *Decision {
+func (e *Engine) decide(params url.Values, arrived time.Time, trace bool) *Decision {
 	s := e.vms.Get().(*scratch)
 	defer e.vms.Put(s)
 	machine := &s.vm
 
+	at := arrived
+	if ts := param(params, ParamTimestamp); ts != "" {
+		if t, ok := parseTime(ts); ok {
+			at = t
+		}
+	}
+	at = at.In(e.zone)
 	env, envErr := newEnv(params, e.set.Vars, e.params)
+	if e.set.ReadsTime {
+		env.Now = at
+		s.clock.now = at
+		env.Open = s.open
+	}
 	d := &Decision{
+		At:             at,
 		Revision:       e.set.Revision,
 		ReservationSid: env.Reservation.Sid,
 		TaskSid:        env.Task.Sid,

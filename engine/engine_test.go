@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/reservist/reservist/engine"
@@ -67,7 +68,7 @@ func TestDecideAnswers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := e.Decide(tt.params)
+			d := e.Decide(tt.params, time.Time{})
 			if d.Rule != tt.rule || string(d.Response()) != tt.answer {
 				t.Errorf("Decide() = %s %s; want %s %s (err %v)", d.Rule, d.Response(), tt.rule, tt.answer, d.Err)
 			}
@@ -123,7 +124,7 @@ func TestDecideREST(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		d := e.Decide(callback(`{"case":"`+tt.kase+`","call_sid":"CA00000000000000000000000000000009"}`, `{"contact_uri":"client:carol"}`))
+		d := e.Decide(callback(`{"case":"`+tt.kase+`","call_sid":"CA00000000000000000000000000000009"}`, `{"contact_uri":"client:carol"}`), time.Time{})
 		if d.Rule != tt.kase || !d.REST() || string(d.Response()) != "{}" {
 			t.Errorf("%s: Decide() = rule %s rest %t response %s; want rule %s via rest answering {}", tt.kase, d.Rule, d.REST(), d.Response(), tt.kase)
 			continue
@@ -144,7 +145,7 @@ func TestDecideREST(t *testing.T) {
 
 func TestExplainTrace(t *testing.T) {
 	e := newEngine(t, testkit.Rules(t, "engine"))
-	d := e.Explain(callback(`{"number":"x","case":"dequeue-rest","call_sid":"CA00000000000000000000000000000009"}`, `{}`))
+	d := e.Explain(callback(`{"number":"x","case":"dequeue-rest","call_sid":"CA00000000000000000000000000000009"}`, `{}`), time.Time{})
 	want := []engine.Step{
 		{Rule: "accept-rest", Result: engine.NoMatch},
 		{Rule: "reject-rest", Result: engine.NoMatch},
@@ -154,7 +155,7 @@ func TestExplainTrace(t *testing.T) {
 	if diff := cmp.Diff(want, d.Trace); diff != "" {
 		t.Errorf("Explain().Trace (-want +got):\n%s", diff)
 	}
-	d = e.Explain(callback(`{"number":"x"}`, `{}`))
+	d = e.Explain(callback(`{"number":"x"}`, `{}`), time.Time{})
 	var failed []engine.Step
 	for _, s := range d.Trace {
 		if s.Result == engine.Failed {
@@ -181,7 +182,7 @@ func TestDecideConcurrently(t *testing.T) {
 			defer wg.Done()
 			for i := range 200 {
 				kase := []string{"dequeue", "call-rest", "text"}[(g+i)%3]
-				d := e.Decide(callback(`{"case":"`+kase+`","ring":`+string(rune('1'+i%9))+`,"n":1,"name":"x","call_sid":"CA00000000000000000000000000000009"}`, `{"contact_uri":"client:x"}`))
+				d := e.Decide(callback(`{"case":"`+kase+`","ring":`+string(rune('1'+i%9))+`,"n":1,"name":"x","call_sid":"CA00000000000000000000000000000009"}`, `{"contact_uri":"client:x"}`), time.Time{})
 				if d.Rule != kase {
 					t.Errorf("goroutine %d: Decide() = %s; want %s (%v)", g, d.Rule, kase, d.Err)
 					return

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/reservist/reservist/engine"
@@ -58,7 +59,7 @@ func TestAnswerKeysAndRESTNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.rule, func(t *testing.T) {
-			d := e.Decide(callback(`{"r":`+tt.r+`,"call_sid":"CA00000000000000000000000000000009"}`, `{"contact_uri":"client:alice"}`))
+			d := e.Decide(callback(`{"r":`+tt.r+`,"call_sid":"CA00000000000000000000000000000009"}`, `{"contact_uri":"client:alice"}`), time.Time{})
 			if d.Rule != tt.rule {
 				t.Fatalf("Decide(r=%s) = %s (%v); want %s", tt.r, d.Rule, d.Err, tt.rule)
 			}
@@ -157,7 +158,7 @@ on_error:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := e.Explain(callback(tt.task, tt.worker))
+			d := e.Explain(callback(tt.task, tt.worker), time.Time{})
 			if d.Rule != tt.rule {
 				t.Errorf("Explain() = %s (err %v); want %s", d.Rule, d.Err, tt.rule)
 			}
@@ -184,7 +185,7 @@ on_error:
 // on_error is held to the same needs; when it cannot be carried out either, the answer is {}.
 func TestOnErrorNeeds(t *testing.T) {
 	e := newEngine(t, "version: 1\nrules:\n  - {name: r, when: 'true', do: dequeue}\non_error:\n  do: conference\n")
-	d := e.Decide(callback(`{}`, `{"contact_uri":"client:alice"}`))
+	d := e.Decide(callback(`{}`, `{"contact_uri":"client:alice"}`), time.Time{})
 	if d.Rule != "on_error" || string(d.Response()) != "{}" || d.Instruction() != rules.Defer {
 		t.Errorf("Decide() = %s %s %s; want on_error answering {}", d.Rule, d.Instruction(), d.Response())
 	}
@@ -235,7 +236,7 @@ func TestRunTimeErrors(t *testing.T) {
 		t.Run(tt.when, func(t *testing.T) {
 			src := "version: 1\nvars: {limit: \"10\"}\nrules:\n  - name: r\n    when: '" + strings.ReplaceAll(tt.when, "'", "''") + "'\n    do: accept\n"
 			e := newEngine(t, src)
-			d := e.Explain(callback(tt.task, tt.worker))
+			d := e.Explain(callback(tt.task, tt.worker), time.Time{})
 			if len(d.Trace) != 1 || d.Trace[0].Result != engine.Failed || d.Trace[0].Error != tt.detail {
 				t.Errorf("Explain().Trace = %+v; want r failed: %s", d.Trace, tt.detail)
 			}
@@ -246,7 +247,7 @@ func TestRunTimeErrors(t *testing.T) {
 			if len(d.RuleErrors) != 1 || d.RuleErrors[0].Err.Error() != logged {
 				t.Errorf("Explain().RuleErrors = %v; want %s", d.RuleErrors, logged)
 			}
-			if d := e.Decide(callback(tt.task, tt.worker)); len(d.RuleErrors) != 1 || d.RuleErrors[0].Err.Error() != logged {
+			if d := e.Decide(callback(tt.task, tt.worker), time.Time{}); len(d.RuleErrors) != 1 || d.RuleErrors[0].Err.Error() != logged {
 				t.Errorf("Decide().RuleErrors = %v; want %s", d.RuleErrors, logged)
 			}
 		})
@@ -267,7 +268,7 @@ rules:
       url: https://example.com/a?n=${ task.attributes.n }
       timeout: ${ task.attributes.ring + 5 }
 `)
-	d := e.Explain(callback(`{"n":1,"ring":"ten"}`, `{}`))
+	d := e.Explain(callback(`{"n":1,"ring":"ten"}`, `{}`), time.Time{})
 	const logged = "ring: with timeout: task.attributes.ring is a string, used in + with an int"
 	if d.Rule != "on_error" || d.Err == nil || d.Err.Error() != logged {
 		t.Errorf("Explain() = %s, err %v; want on_error, %s", d.Rule, d.Err, logged)

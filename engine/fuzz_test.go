@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzDecide feeds arbitrary form bodies through callback parsing and the example rules:
@@ -30,14 +31,14 @@ func FuzzDecide(f *testing.F) {
 		if err != nil {
 			return // the server answers 400 before deciding
 		}
-		d := e.Decide(params)
+		d := e.Decide(params, time.Time{})
 		if !json.Valid(d.Response()) || !json.Valid(d.Answer()) {
 			t.Fatalf("invalid JSON: response %q answer %q", d.Response(), d.Answer())
 		}
 		if why := undecidable(params); why != "" && d.Rule != "on_error" {
 			t.Fatalf("%s, but decided by %s", why, d.Rule)
 		}
-		if full := e.Explain(params); full.Rule != d.Rule || string(full.Response()) != string(d.Response()) {
+		if full := e.Explain(params, time.Time{}); full.Rule != d.Rule || string(full.Response()) != string(d.Response()) {
 			t.Fatalf("Decide = %s %s; Explain = %s %s", d.Rule, d.Response(), full.Rule, full.Response())
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/expr-lang/expr/vm"
 	"github.com/google/go-cmp/cmp"
@@ -106,7 +107,7 @@ func TestIndexAgreesWithFullEvaluation(t *testing.T) {
 // agrees checks Decide against Explain, which runs every rule in order.
 func agrees(t *testing.T, e *Engine, params url.Values, what string) {
 	t.Helper()
-	fast, full := e.Decide(params), e.Explain(params)
+	fast, full := e.Decide(params, time.Time{}), e.Explain(params, time.Time{})
 	if fast.Rule != full.Rule || string(fast.Response()) != string(full.Response()) {
 		t.Fatalf("%s %v: Decide = %s, Explain = %s; trace %+v", what, params, fast.Rule, full.Rule, full.Trace)
 	}

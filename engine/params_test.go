@@ -3,6 +3,7 @@ package engine
 import (
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/reservist/reservist/rules"
 )
@@ -34,7 +35,7 @@ func TestParamsMapOnlyWhenRead(t *testing.T) {
 			t.Errorf("%s: reads params = %v; want %v", tt.name, e.params, tt.reads)
 		}
 		if tt.reads {
-			if d := e.Decide(params); d.Rule != "r" || len(d.RuleErrors) > 0 || d.Err != nil {
+			if d := e.Decide(params, time.Time{}); d.Rule != "r" || len(d.RuleErrors) > 0 || d.Err != nil {
 				t.Errorf("%s: Decide = %s (%v, %v); want r", tt.name, d.Rule, d.RuleErrors, d.Err)
 			}
 		}

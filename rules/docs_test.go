@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // docPath is the reference the key tables, the instruction table and the environment are
@@ -79,6 +80,7 @@ func TestDocNamesEveryKey(t *testing.T) {
 		{"## Top-level keys", TopKeys()},
 		{"## Rules", RuleKeys()},
 		{"## default and on_error", ActionKeys()},
+		{"### schedules", ScheduleKeys()},
 	}
 	for _, tt := range tables {
 		rows := tableRows(section(t, doc, tt.heading))
@@ -177,7 +179,7 @@ func envNames(typ reflect.Type, prefix string) []string {
 	for i := range typ.NumField() {
 		f := typ.Field(i)
 		name := prefix + f.Tag.Get("expr")
-		if f.Type.Kind() == reflect.Struct {
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Time]() {
 			out = append(out, envNames(f.Type, name+".")...)
 			continue
 		}

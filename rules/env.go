@@ -1,5 +1,7 @@
 package rules
 
+import "time"
+
 // Env is what a `when` or a `${ }` template sees: the callback's parameters in typed form
 // (docs/rules.md). The engine fills one per callback; expressions are type-checked against it at load.
 type Env struct {
@@ -11,6 +13,12 @@ type Env struct {
 	WorkflowSid  string            `expr:"workflow_sid"`
 	Params       map[string]string `expr:"params"`
 	Vars         map[string]any    `expr:"vars"`
+	// Now is the callback's time in the file's timezone. The engine fills it, and Open, only
+	// for a file that reads the time (Set.ReadsTime).
+	Now time.Time `expr:"now"`
+	// Open tells whether the named schedule is open at Now; the parser allows it only as
+	// open("NAME") with a schedule of the file.
+	Open func(name string) bool `expr:"open"`
 }
 
 // Task is the task being assigned.
@@ -35,7 +43,7 @@ type Reservation struct {
 
 // envFields names what each object in Env offers, for error messages that say what is right.
 var envFields = map[string]string{
-	"rules.Env":         "task, worker, reservation, account_sid, workspace_sid, workflow_sid, params, vars",
+	"rules.Env":         "task, worker, reservation, account_sid, workspace_sid, workflow_sid, params, vars, now, open(\"SCHEDULE\")",
 	"rules.Task":        "task.sid, task.age, task.priority, task.queue_sid, task.attributes",
 	"rules.Worker":      "worker.sid, worker.attributes",
 	"rules.Reservation": "reservation.sid",

@@ -9,8 +9,10 @@ import (
 
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
@@ -46,6 +48,7 @@ func (p *parser) compileWhen(n *yaml.Node, where string) *vm.Program {
 		return nil
 	}
 	p.checkVars(prog, start)
+	p.checkTime(prog, start, n.Value, "when of "+where)
 	return prog
 }
 
@@ -96,12 +99,11 @@ func (p *parser) compileExpr(src string, when bool) (*vm.Program, error) {
 // exprError reports a compile error at its place in the file, in words a rules author knows.
 func (p *parser) exprError(start Pos, src, where string, err error) {
 	var fe *file.Error
-	pos, msg := start, err.Error()
+	pos, msg, off := start, err.Error(), 0
 	if errors.As(err, &fe) {
 		msg = fe.Message
 		if fe.Line > 0 {
 			lines := strings.Split(src, "\n")
-			off := 0
 			for i := 0; i < fe.Line-1 && i < len(lines); i++ {
 				off += len(lines[i]) + 1
 			}
@@ -110,6 +112,13 @@ func (p *parser) exprError(start Pos, src, where string, err error) {
 				pos = shift(start, src, off)
 			}
 		}
+	}
+	// With now in the environment, expr reads now() as a call of the callback's time.
+	if msg == "time.Time is not callable" && off <= len(src) && strings.HasPrefix(src[off:], "now") {
+		msg = "now() would read the clock, so that a decision would depend on when it is made; write now, the callback's time (its Timestamp), like now.Hour() >= 9"
+	}
+	if strings.Contains(msg, "func(string) bool") {
+		msg = `open tests a schedule: write open("NAME"); ` + p.scheduleNames()
 	}
 	p.errorf(pos, "%s: %s", where, explain(msg))
 }
@@ -196,4 +205,100 @@ func isConstant(prog *vm.Program) bool {
 		}
 	}))
 	return constant
+}
+
+var locationType = reflect.TypeOf((*time.Location)(nil))
+
+// checkTime checks how an expression uses time, and records whether it reads the callback's
+// time: open takes a literal name of one of the file's schedules, and a zone name written
+// as a literal in timezone() or date() must exist. src is the expression, start where it is.
+func (p *parser) checkTime(prog *vm.Program, start Pos, src, where string) {
+	root := prog.Node()
+	callees := map[ast.Node]bool{}
+	ast.Walk(&root, visitor(func(n ast.Node) {
+		if c, ok := n.(*ast.CallNode); ok {
+			callees[c.Callee] = true
+		}
+	}))
+	place := func(n ast.Node) Pos { return shift(start, src, byteOffset(src, n.Location().From)) }
+	zone := func(n ast.Node, call string) {
+		s, ok := n.(*ast.StringNode)
+		if !ok {
+			return // read at run time; an unknown zone fails the rule then
+		}
+		if _, msg := loadZone(s.Value); msg != "" {
+			p.errorf(place(n), "%s: %s%q): %s", where, call, s.Value, msg)
+		}
+	}
+	ast.Walk(&root, visitor(func(n ast.Node) {
+		switch x := n.(type) {
+		case *ast.IdentifierNode:
+			switch x.Value {
+			case "now", "$env":
+				p.readsTime = true
+			case "open":
+				p.readsTime = true
+				if !callees[n] {
+					p.errorf(place(n), `%s: open tests a schedule: write open("NAME"); %s`, where, p.scheduleNames())
+				}
+			}
+		case *ast.CallNode:
+			if id, ok := x.Callee.(*ast.IdentifierNode); ok && id.Value == "open" && len(x.Arguments) == 1 {
+				p.checkOpen(x.Arguments[0], place(x.Arguments[0]), where)
+			}
+		case *ast.BuiltinNode:
+			args := x.Arguments
+			switch {
+			case x.Name == "timezone" && len(args) == 1:
+				zone(args[0], "timezone(")
+			case x.Name == "date":
+				if len(args) > 0 && args[0].Type() == locationType {
+					args = args[1:]
+				}
+				if len(args) == 3 {
+					zone(args[2], "date(…, ")
+				}
+			}
+		}
+	}))
+}
+
+// checkOpen checks the argument of open(): a literal naming a schedule of the file.
+func (p *parser) checkOpen(arg ast.Node, pos Pos, where string) {
+	s, ok := arg.(*ast.StringNode)
+	if !ok {
+		p.errorf(pos, `%s: open takes the name of a schedule in quotes, like open("support"), so that the name is checked when the file loads; %s`, where, p.scheduleNames())
+		return
+	}
+	names := make([]string, len(p.schedules))
+	for i, sc := range p.schedules {
+		if sc.Name == s.Value {
+			return
+		}
+		names[i] = sc.Name
+	}
+	p.errorf(pos, "%s: open(%q): there is no schedule %s; %s%s", where, s.Value, s.Value, p.scheduleNames(), suggest(s.Value, names))
+}
+
+// scheduleNames says which schedules the file has, for messages.
+func (p *parser) scheduleNames() string {
+	if len(p.schedules) == 0 {
+		return "the file has no schedules (define them under schedules:)"
+	}
+	names := make([]string, len(p.schedules))
+	for i, sc := range p.schedules {
+		names[i] = sc.Name
+	}
+	return "the schedules are " + strings.Join(names, ", ")
+}
+
+// byteOffset turns expr's offset of a node, counted in runes, into bytes of src.
+func byteOffset(src string, runes int) int {
+	for i := range src {
+		if runes == 0 {
+			return i
+		}
+		runes--
+	}
+	return len(src)
 }

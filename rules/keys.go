@@ -15,6 +15,8 @@ type Key struct {
 var (
 	topKeys = []Key{
 		{Name: "version", Required: true, Doc: "format version; must be 1"},
+		{Name: "timezone", Doc: "the time zone now is given in, from the tz database (like America/New_York); UTC by default"},
+		{Name: "schedules", Doc: "named opening hours, tested with open(\"NAME\") in expressions"},
 		{Name: "vars", Doc: "constants, used as vars.NAME in expressions and ${ } templates"},
 		{Name: "rules", Doc: "tried top to bottom; the first whose when is true decides"},
 		{Name: "default", Doc: "what to do when no rule matches (default: do: defer)"},
@@ -23,11 +25,16 @@ var (
 	ruleKeys = []Key{
 		{Name: "name", Required: true, Doc: "unique rule name: lower-case letters, digits and -"},
 		{Name: "description", Doc: "free text for people"},
-		{Name: "when", Required: true, Doc: "an expr condition over task, worker, reservation, params and vars; it must give true or false (when: true matches every callback)"},
+		{Name: "when", Required: true, Doc: "an expr condition over task, worker, reservation, params, vars and now (the callback's time; open(\"NAME\") tests a schedule); it must give true or false (when: true matches every callback)"},
 		doKey,
 		withKey,
 		viaKey,
 		delayKey,
+	}
+	scheduleKeys = []Key{
+		{Name: "timezone", Doc: "the time zone the hours and closed dates are in; the file's timezone by default"},
+		{Name: "hours", Required: true, Doc: "opening hours by day: mon … sun, a range of days like mon-fri or fri-mon, or daily, each with one \"HH:MM-HH:MM\" range or a list of them; an end at or before the start is on the next day; days not listed are closed"},
+		{Name: "closed", Doc: "dates closed all day, YYYY-MM-DD in the schedule's time zone"},
 	}
 	// actionKeys are those of default and on_error: a rule's without its name and condition.
 	actionKeys = []Key{doKey, withKey, viaKey, delayKey}
@@ -43,6 +50,9 @@ func TopKeys() []Key { return slices.Clone(topKeys) }
 
 // RuleKeys lists the keys a rule takes.
 func RuleKeys() []Key { return slices.Clone(ruleKeys) }
+
+// ScheduleKeys lists the keys a schedule takes.
+func ScheduleKeys() []Key { return slices.Clone(scheduleKeys) }
 
 // ActionKeys lists the keys default and on_error take.
 func ActionKeys() []Key { return slices.Clone(actionKeys) }

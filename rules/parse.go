@@ -46,6 +46,9 @@ type parser struct {
 	varUses  map[string]int
 	varsNode *yaml.Node
 
+	schedules []*Schedule // for open("NAME")
+	readsTime bool        // some expression reads now, open or $env
+
 	exprConfs [2]*conf.Config // for compileExpr: template parts, whens
 }
 
@@ -75,6 +78,16 @@ func (p *parser) parse(set *Set) {
 	} else if v.value.Kind != yaml.ScalarNode || v.value.Value != "1" {
 		p.errorf(at(v.value), "version must be 1, not %s", nodeText(v.value))
 	}
+	set.Timezone = time.UTC
+	if e, ok := top["timezone"]; ok {
+		if loc := p.parseZone(e, ""); loc != nil {
+			set.Timezone = loc
+		}
+	}
+	if e, ok := top["schedules"]; ok {
+		set.Schedules = p.parseSchedules(e.value, set.Timezone)
+		p.schedules = set.Schedules
+	}
 	if v, ok := top["vars"]; ok {
 		p.parseVars(v.value)
 	}
@@ -87,6 +100,7 @@ func (p *parser) parse(set *Set) {
 	}
 	set.Default = p.parseFallback(top, "default")
 	set.OnError = p.parseFallback(top, "on_error")
+	set.ReadsTime = p.readsTime
 }
 
 // yamlError turns a YAML syntax error into diagnostics; yaml.v3 gives lines but no columns.

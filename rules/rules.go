@@ -28,6 +28,14 @@ type Set struct {
 	Default  *Action        // when no rule matches
 	OnError  *Action        // when the callback cannot be decided
 	Warnings []Diagnostic   // lint findings that need no outside knowledge
+
+	// Timezone is the file's timezone, the zone `now` is given in: UTC unless it says.
+	Timezone *time.Location
+	// Schedules are the file's schedules, in file order, for open("NAME").
+	Schedules []*Schedule
+	// ReadsTime says that some expression reads the callback's time (now, open, or the
+	// whole environment): its decisions depend on the callback's Timestamp.
+	ReadsTime bool
 }
 
 // Rule is one entry of `rules`.
@@ -108,6 +116,16 @@ func (s *Set) RESTActions() []*Action {
 		}
 	}
 	return out
+}
+
+// Schedule returns the named schedule, or nil.
+func (s *Set) Schedule(name string) *Schedule {
+	for _, sc := range s.Schedules {
+		if sc.Name == name {
+			return sc
+		}
+	}
+	return nil
 }
 
 // Rule returns the named rule, or nil.

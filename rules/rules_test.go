@@ -41,7 +41,7 @@ func TestBadFixtures(t *testing.T) {
 
 func TestGoodFixtures(t *testing.T) {
 	files, _ := filepath.Glob("../testdata/good/*.good.yaml")
-	files = append(files, "../testdata/example/rules.yaml")
+	files = append(files, "../testdata/example/rules.yaml", "../testdata/hours/rules.yaml")
 	for _, path := range files {
 		if _, err := rules.Parse(path, mustRead(t, path)); err != nil {
 			t.Errorf("Parse(%s) = %v; want no error", path, err)

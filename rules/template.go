@@ -42,6 +42,7 @@ func (p *parser) compileTemplate(f *Field, n *yaml.Node, where string) (*Templat
 			ok = false
 		} else {
 			p.checkVars(prog, exprPos)
+			p.checkTime(prog, exprPos, src, where+": "+f.Name)
 			t.Parts = append(t.Parts, Part{Program: prog})
 		}
 		consumed := i + 2 + end + 1

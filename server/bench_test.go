@@ -107,7 +107,7 @@ func BenchmarkRecord(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := engine.New(set).Decide(callbackParams(`{"channel":"chat"}`))
+	d := engine.New(set).Decide(callbackParams(`{"channel":"chat"}`), time.Time{})
 	c := newCallback(Options{
 		DecisionLog: slog.New(logbuf.NewJSONHandler(logbuf.New(io.Discard, 64<<10))),
 		Metrics:     NewMetrics(),

@@ -63,6 +63,7 @@ type callback struct {
 	budgets       sync.Pool // *budget whose timer is stopped
 
 	observe func(url.Values, *engine.Decision) // Options.Observe
+	now     func() time.Time                   // Options.Now
 
 	beforeDecide func() // tests hold a decision back with it
 }
@@ -79,6 +80,7 @@ func newCallback(o Options) *callback {
 		decisions:    o.DecisionLog,
 		metrics:      o.Metrics,
 		observe:      o.Observe,
+		now:          o.Now,
 		beforeDecide: o.beforeDecide,
 	}
 	c.decisionsJSON, _ = o.DecisionLog.Handler().(*logbuf.JSONHandler)
@@ -313,12 +315,12 @@ func isForm(ct string) bool {
 // did not fire are used again.
 func (c *callback) decide(w http.ResponseWriter, e *engine.Engine, params url.Values, received time.Time) (d *engine.Decision, answeredAt time.Time) {
 	if c.budget <= 0 {
-		return c.run(e, params), time.Time{}
+		return c.run(e, params, received), time.Time{}
 	}
 	left := c.budget - time.Since(received)
 	if left <= 0 { // the request itself took the budget to arrive
 		respond.Raw(w, http.StatusOK, emptyAnswer)
-		return c.run(e, params), time.Now()
+		return c.run(e, params, received), time.Now()
 	}
 	b := c.startBudget(w, left)
 	defer func() {
@@ -329,7 +331,7 @@ func (c *callback) decide(w http.ResponseWriter, e *engine.Engine, params url.Va
 			c.budgets.Put(b)
 		}
 	}()
-	return c.run(e, params), time.Time{}
+	return c.run(e, params, received), time.Time{}
 }
 
 // startBudget arms a budget for w that expires after left.
@@ -344,11 +346,15 @@ func (c *callback) startBudget(w http.ResponseWriter, left time.Duration) *budge
 	return b
 }
 
-func (c *callback) run(e *engine.Engine, params url.Values) *engine.Decision {
+// run decides; a callback without a usable Timestamp is decided at its arrival.
+func (c *callback) run(e *engine.Engine, params url.Values, received time.Time) *engine.Decision {
 	if c.beforeDecide != nil {
 		c.beforeDecide()
 	}
-	return e.Decide(params)
+	if c.now != nil {
+		received = c.now()
+	}
+	return e.Decide(params, received)
 }
 
 // budget decides who answers a callback: the handler with the decision, or the timer with

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -389,17 +390,28 @@ func TestCallbackDecisionLog(t *testing.T) {
 
 func TestCallbackREST(t *testing.T) {
 	h := newHarness(t)
-	before := time.Now()
-	wantJSON(t, h.post(t, "/assignment_callback", callbackParams(`{"kind":"rest"}`)), 200, `{}`)
-	after := time.Now()
+	// The reservation was made 30 seconds before the callback arrives: its times count
+	// from the callback's Timestamp.
+	created := time.Now().Add(-30 * time.Second).Truncate(time.Second)
+	rest := callbackParams(`{"kind":"rest"}`)
+	rest.Set("Timestamp", strconv.FormatInt(created.Unix(), 10))
+	wantJSON(t, h.post(t, "/assignment_callback", rest), 200, `{}`)
 
+	// Without a Timestamp, and with one ahead of the arrival, they count from the arrival.
+	before := time.Now()
 	delayed := callbackParams(`{"kind":"delayed"}`)
 	delayed.Set("ReservationSid", "WR00000000000000000000000000000002")
+	delayed.Del("Timestamp")
 	wantJSON(t, h.post(t, "/assignment_callback", delayed), 200, `{}`)
+	ahead := callbackParams(`{"kind":"rest"}`)
+	ahead.Set("ReservationSid", "WR00000000000000000000000000000003")
+	ahead.Set("Timestamp", strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10))
+	wantJSON(t, h.post(t, "/assignment_callback", ahead), 200, `{}`)
+	after := time.Now()
 
 	acts := h.outbox.Actions()
-	if len(acts) != 2 {
-		t.Fatalf("outbox got %d actions; want 2", len(acts))
+	if len(acts) != 3 {
+		t.Fatalf("outbox got %d actions; want 3", len(acts))
 	}
 	a := acts[0]
 	if a.ReservationSid != testkit.Sid("WR", 1) || a.TaskSid != testkit.Sid("WT", 1) ||
@@ -409,24 +421,27 @@ func TestCallbackREST(t *testing.T) {
 	if got := a.Params.Form().Encode(); got != "ReservationStatus=accepted" {
 		t.Errorf("action params = %s; want ReservationStatus=accepted", got)
 	}
-	if a.Received.Before(before) || a.Received.After(after) || !a.Due.Equal(a.Received) || !a.Deadline.Equal(a.Received.Add(120*time.Second)) {
-		t.Errorf("action times received %v due %v deadline %v; want received during the call, due then, deadline 120s later", a.Received, a.Due, a.Deadline)
+	if !a.Received.Equal(created) || !a.Due.Equal(created) || !a.Deadline.Equal(created.Add(120*time.Second)) {
+		t.Errorf("action times received %v due %v deadline %v; want received at the Timestamp %v, due then, deadline 120s later", a.Received, a.Due, a.Deadline, created)
 	}
 	d := acts[1]
-	if !d.Due.Equal(d.Received.Add(2*time.Second)) || d.Params["Instruction"] != "call" || d.Params["CallFrom"] != "+15005550006" {
-		t.Errorf("delayed action = %+v; want due 2s after it was received, a call from +15005550006", d)
+	if d.Received.Before(before) || d.Received.After(after) || !d.Due.Equal(d.Received.Add(2*time.Second)) || d.Params["Instruction"] != "call" || d.Params["CallFrom"] != "+15005550006" {
+		t.Errorf("delayed action = %+v; want received during the call, due 2s later, a call from +15005550006", d)
+	}
+	if f := acts[2]; f.Received.Before(before) || f.Received.After(after) {
+		t.Errorf("action with a Timestamp an hour ahead received %v; want during the call", f.Received)
 	}
 
 	// A second callback for the same reservation queues nothing, and is still answered {}.
 	wantJSON(t, h.post(t, "/assignment_callback", callbackParams(`{"kind":"rest"}`)), 200, `{}`)
-	if n := len(h.outbox.Actions()); n != 2 {
-		t.Errorf("outbox has %d actions after a duplicate callback; want 2", n)
+	if n := len(h.outbox.Actions()); n != 3 {
+		t.Errorf("outbox has %d actions after a duplicate callback; want 3", n)
 	}
-	if recs := h.log.lines(t, "callback"); len(recs) != 3 || recs[2]["duplicate"] != true || recs[2]["via"] != "rest" {
+	if recs := h.log.lines(t, "callback"); len(recs) != 4 || recs[3]["duplicate"] != true || recs[3]["via"] != "rest" {
 		t.Errorf("duplicate callback's log line = %v; want duplicate=true via=rest", recs[len(recs)-1])
 	}
-	if got := testutil.ToFloat64(h.metrics.callbacks.WithLabelValues("rest-accept", "accept", OutcomeDeferred)); got != 2 {
-		t.Errorf("callbacks{rest-accept, accept, deferred} = %v; want 2", got)
+	if got := testutil.ToFloat64(h.metrics.callbacks.WithLabelValues("rest-accept", "accept", OutcomeDeferred)); got != 3 {
+		t.Errorf("callbacks{rest-accept, accept, deferred} = %v; want 3", got)
 	}
 }
 

@@ -55,6 +55,9 @@ type Options struct {
 	// callback's goroutine before the handler returns, so it must not block or do I/O. The
 	// handler does not reuse params or d afterwards: the observer may keep them, read-only.
 	Observe func(params url.Values, d *engine.Decision)
+	// Now is the wall clock a callback without a usable Timestamp is decided by; nil reads
+	// time.Now as the callback arrives.
+	Now func() time.Time
 
 	beforeDecide func() // tests hold a decision back with it
 }

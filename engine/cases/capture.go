@@ -81,8 +81,9 @@ type Capturer struct {
 }
 
 type item struct {
-	at     time.Time
-	params url.Values
+	at      time.Time
+	params  url.Values
+	decided time.Time // the callback's time its decision was made at
 }
 
 // New starts a Capturer's writer; Close stops it. The directory is created if missing;
@@ -139,9 +140,13 @@ func (c *Capturer) Register(reg prometheus.Registerer) error {
 
 // Observe queues a callback for writing, or drops it when the queue is full. It never
 // blocks. It keeps params, which must not change afterwards. It fits server.CaptureOptions.Observe.
-func (c *Capturer) Observe(params url.Values, _ *engine.Decision) {
+func (c *Capturer) Observe(params url.Values, d *engine.Decision) {
+	it := item{at: c.opts.Now(), params: params}
+	if d != nil {
+		it.decided = d.At
+	}
 	select {
-	case c.queue <- item{at: c.opts.Now(), params: params}:
+	case c.queue <- it:
 	default:
 		c.busy.Inc()
 	}
@@ -233,7 +238,7 @@ func countCases(dir string) (int, error) {
 // writeFile writes the case through a temporary file, so that `reservist test` never reads
 // half a case, under a name no other file has.
 func (c *Capturer) writeFile(it item) (string, error) {
-	body := []byte(c.encode(it.params) + "\n")
+	body := []byte(c.encode(it) + "\n")
 	base := fileName(it.at, it.params.Get(engine.ParamReservationSid))
 	tmp, err := os.CreateTemp(c.opts.Dir, ".capture-*.tmp")
 	if err != nil {
@@ -281,8 +286,10 @@ func fileName(at time.Time, reservation string) string {
 }
 
 // encode is the form body to write: the parameters as received, with the attributes'
-// redacted keys replaced.
-func (c *Capturer) encode(params url.Values) string {
+// redacted keys replaced. A callback without a usable Timestamp was decided at its arrival,
+// which becomes its Timestamp, so that the case replays as it was decided.
+func (c *Capturer) encode(it item) string {
+	params := engine.WithTimestamp(it.params, it.decided)
 	if len(c.redact) == 0 {
 		return params.Encode()
 	}

@@ -5,7 +5,9 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/rules"
@@ -15,7 +17,22 @@ import (
 // shows it: every rule tried and its result, the decision, the answer, and the REST call
 // when the decision makes one.
 func WriteExplanation(w io.Writer, set *rules.Set, c *Case, d *engine.Decision) {
-	fmt.Fprintf(w, "case:  %s\nrules: %s (revision %s)\n\n", c.Path, set.Path, set.Revision[:12])
+	fmt.Fprintf(w, "case:  %s\nrules: %s (revision %s)\n", c.Path, set.Path, set.Revision[:12])
+	if set.ReadsTime || len(set.Schedules) > 0 {
+		fmt.Fprintf(w, "time:  %s, %s\n", d.At.Format(time.RFC3339Nano), d.At.Weekday())
+	}
+	if len(set.Schedules) > 0 {
+		states := make([]string, len(set.Schedules))
+		for i, sc := range set.Schedules {
+			state := "closed"
+			if sc.Open(d.At) {
+				state = "open"
+			}
+			states[i] = sc.Name + " " + state
+		}
+		fmt.Fprintf(w, "hours: %s\n", strings.Join(states, ", "))
+	}
+	fmt.Fprintln(w)
 	if d.Err != nil && len(d.Trace) == 0 {
 		fmt.Fprintf(w, "the callback cannot be decided: %v\n\n", d.Err)
 	}

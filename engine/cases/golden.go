@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/reservist/reservist/engine"
+	"github.com/reservist/reservist/rules"
 )
 
 // Golden is the decision a case must get, as kept in NAME.golden.json.
@@ -156,11 +157,14 @@ func Diff(want, got *Golden) (string, error) {
 // Result is the outcome of one case.
 type Result struct {
 	Case     *Case
-	Decision *engine.Decision
-	Got      *Golden
-	Want     *Golden // nil when the golden file is missing or unreadable
-	Diff     string  // - want, + got; empty when the case passes
-	Err      error   // the golden file could not be read
+	Decision *engine.Decision // nil when the case cannot be decided as it is (see Err)
+	Got      *Golden          // nil with Decision
+	Want     *Golden          // nil when the golden file is missing or unreadable
+	Diff     string           // - want, + got; empty when the case passes
+	// Err says why the case fails other than by its decision: it has no usable Timestamp
+	// while the rules read the time (it is not decided then), or its golden file cannot be
+	// read.
+	Err error
 }
 
 // Passed reports whether the case got its golden decision.
@@ -174,7 +178,9 @@ type Report struct {
 }
 
 // Run decides every case (those whose name matches filter, when it is not nil) with e and
-// compares each decision with its golden file.
+// compares each decision with its golden file. A case is decided at its own Timestamp and
+// never at the time it is run: under rules that read the time, a case without a usable
+// Timestamp fails undecided, saying what to add.
 func Run(e *engine.Engine, cs []*Case, filter *regexp.Regexp) *Report {
 	rep := &Report{}
 	reached := map[string]bool{}
@@ -182,7 +188,12 @@ func Run(e *engine.Engine, cs []*Case, filter *regexp.Regexp) *Report {
 		if filter != nil && !filter.MatchString(c.Name) {
 			continue
 		}
-		d := e.Explain(c.Params)
+		if err := Pinned(e.Set(), c); err != nil {
+			rep.Failed++
+			rep.Results = append(rep.Results, &Result{Case: c, Err: err})
+			continue
+		}
+		d := e.Explain(c.Params, time.Time{}) // no arrival time: only the case's own
 		reached[d.Rule] = true
 		r := &Result{Case: c, Decision: d, Got: FromDecision(d)}
 		r.Want, r.Err = ReadGolden(c.Golden)
@@ -208,11 +219,17 @@ func Run(e *engine.Engine, cs []*Case, filter *regexp.Regexp) *Report {
 }
 
 // Update writes the golden file of every result whose decision differs from it (or that has
-// none) and returns the files written.
+// none) and returns the files written. A case that could not be decided gets none: the
+// error names each, with what it lacks.
 func (rep *Report) Update() ([]string, error) {
 	var written []string
+	var undecided []error
 	for _, r := range rep.Results {
 		if r.Passed() {
+			continue
+		}
+		if r.Got == nil {
+			undecided = append(undecided, fmt.Errorf("case %s (%s) is not decided: %w", r.Case.Name, r.Case.Path, r.Err))
 			continue
 		}
 		if err := os.WriteFile(r.Case.Golden, r.Got.Marshal(), 0o644); err != nil {
@@ -221,7 +238,28 @@ func (rep *Report) Update() ([]string, error) {
 		written = append(written, r.Case.Golden)
 	}
 	sort.Strings(written)
-	return written, nil
+	return written, errors.Join(undecided...)
+}
+
+// Pinned says why a case cannot be decided under set as it is, or returns nil: when the
+// rules read the time, the case must carry a usable Timestamp, so that its decision does
+// not depend on when the case is run.
+func Pinned(set *rules.Set, c *Case) error {
+	if !set.ReadsTime {
+		return nil
+	}
+	_, err := engine.Timestamp(c.Params)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, engine.ErrNoTimestamp):
+		example := "Timestamp: 2026-03-09T09:15:00-04:00"
+		if strings.HasSuffix(c.Path, ".form") {
+			example = "&Timestamp=1773062100"
+		}
+		return fmt.Errorf("the case has no Timestamp, and %s reads the time (now, open); add one to pin the callback's time, like %s (RFC 3339, or Unix epoch seconds as TaskRouter sends it)", set.Path, example)
+	}
+	return fmt.Errorf("the case's Timestamp %v; %s reads the time, so the case needs one that pins it", err, set.Path)
 }
 
 // Print writes the report as `reservist test` shows it: a block per failing case with its

@@ -43,7 +43,7 @@ var chatCallback = url.Values{"TaskAttributes": {`{"channel":"chat"}`}, "WorkerA
 // decide returns what the serving rules answer the chat callback: "accept" (A) or "reject" (B).
 func decide(t testing.TB, r *Reloader) string {
 	t.Helper()
-	d := r.Current().Engine.Decide(chatCallback)
+	d := r.Current().Engine.Decide(chatCallback, time.Time{})
 	if d.Rule != "chat" {
 		t.Fatalf("Decide(chat) rule = %q (err %v); want chat", d.Rule, d.Err)
 	}
@@ -144,7 +144,7 @@ func TestReloadSIGHUP(t *testing.T) {
 	if got := decide(t, r); got != "reject" {
 		t.Errorf("after reload: chat = %s; want reject", got)
 	}
-	if got := old.Engine.Decide(chatCallback).Instruction(); got != "accept" {
+	if got := old.Engine.Decide(chatCallback, time.Time{}).Instruction(); got != "accept" {
 		t.Errorf("rules taken before the reload decide %s; want accept (they must not change)", got)
 	}
 	s := r.Status()
@@ -248,7 +248,7 @@ func TestRevertClearsStale(t *testing.T) {
 
 // gateChat is a stand-in for the golden cases: the chat callback must be accepted.
 func gateChat(e *engine.Engine) error {
-	if d := e.Decide(chatCallback); d.Instruction() != "accept" {
+	if d := e.Decide(chatCallback, time.Time{}); d.Instruction() != "accept" {
 		return fmt.Errorf("1 case failed\ncase chat: rule %s answered %s; want accept", d.Rule, d.Response())
 	}
 	return nil
@@ -334,7 +334,7 @@ func TestConcurrentSwaps(t *testing.T) {
 				default:
 				}
 				rs := r.Current()
-				d := rs.Engine.Decide(chatCallback)
+				d := rs.Engine.Decide(chatCallback, time.Time{})
 				rs.CountMatch(d.Rule)
 				if d.Rule != "chat" || d.Err != nil || d.Revision != rs.Revision() || want[d.Revision] != d.Instruction() {
 					errs <- fmt.Errorf("decision %d: rule %q, %s by revision %.12s (err %v); want chat and %q",

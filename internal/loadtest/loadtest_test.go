@@ -48,7 +48,7 @@ func TestCallbackKeepsTheExampleAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	params := voiceCallback(t)
-	if d := engine.New(set).Decide(params); d.Rule != "voice" || !sameJSON(d.Response(), want) {
+	if d := engine.New(set).Decide(params, time.Time{}); d.Rule != "voice" || !sameJSON(d.Response(), want) {
 		t.Errorf("the example rules decide %s with %s; want voice with %s", d.Rule, d.Response(), want)
 	}
 	var attrs map[string]any
@@ -75,7 +75,7 @@ func TestGeneratedRulesLastMatches(t *testing.T) {
 				t.Fatalf("generatedRules(%s, %d) has %d rules", s.name, n, len(set.Rules))
 			}
 			e := engine.New(set)
-			d := e.Explain(voiceCallback(t))
+			d := e.Explain(voiceCallback(t), time.Time{})
 			if d.Rule != "support-line" || len(d.RuleErrors) != 0 {
 				t.Fatalf("Explain(voice) = %s with errors %v; want support-line, the last rule", d.Rule, d.RuleErrors)
 			}
@@ -85,7 +85,7 @@ func TestGeneratedRulesLastMatches(t *testing.T) {
 			if !sameJSON(d.Response(), want) {
 				t.Errorf("answer %s; want the example's %s", d.Response(), want)
 			}
-			if fast := e.Decide(voiceCallback(t)); fast.Rule != d.Rule || string(fast.Response()) != string(d.Response()) {
+			if fast := e.Decide(voiceCallback(t), time.Time{}); fast.Rule != d.Rule || string(fast.Response()) != string(d.Response()) {
 				t.Errorf("Decide(voice) = %s %s; Explain gives %s %s", fast.Rule, fast.Response(), d.Rule, d.Response())
 			}
 		})

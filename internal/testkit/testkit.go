@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -59,7 +60,8 @@ var (
 
 // Callback is an assignment callback as TaskRouter sends it for reservation (and task) n,
 // with the given task attributes and a worker whose contact_uri is client:alice. Its
-// Timestamp is a fixed time, 2023-11-14T22:13:20Z.
+// Timestamp is the second it is built, as TaskRouter's is the moment it made the
+// reservation: an outbox action's delay and deadline count from it.
 func Callback(n uint64, taskAttributes string) url.Values {
 	return CallbackWith(n, taskAttributes, `{"contact_uri":"client:alice"}`)
 }
@@ -79,7 +81,7 @@ func CallbackWith(n uint64, taskAttributes, workerAttributes string) url.Values 
 		"WorkerSid":        {WorkerSid},
 		"WorkerAttributes": {workerAttributes},
 		"ReservationSid":   {Sid("WR", n)},
-		"Timestamp":        {"1700000000"},
+		"Timestamp":        {strconv.FormatInt(time.Now().Unix(), 10)},
 	}
 	for _, k := range []string{"TaskAttributes", "WorkerAttributes"} {
 		if p.Get(k) == "-" {

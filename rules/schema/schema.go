@@ -72,6 +72,17 @@ func Generate() (map[string]any, error) {
 	for _, in := range rules.Instructions {
 		g.defs["with-"+in.Name] = with(in)
 	}
+	sched, err := g.object(rules.ScheduleKeys())
+	if err != nil {
+		return nil, err
+	}
+	g.defs["schedule"] = sched
+	g.defs["zone"] = obj{"enum": rules.ZoneNames(), "description": "a time zone of the tz database"}
+	g.defs["hours"] = obj{
+		"type":        "string",
+		"pattern":     rules.RangePattern(),
+		"description": `a range of hours "HH:MM-HH:MM"; an end at or before the start is on the next day`,
+	}
 	top["$defs"] = g.defs
 	return top, nil
 }
@@ -130,6 +141,23 @@ func (g *generator) property(k rules.Key) (obj, error) {
 		p = obj{"type": []string{"object", "null"}, "propertyNames": obj{"pattern": rules.VarNamePattern()}}
 	case "rules":
 		p = obj{"type": []string{"array", "null"}, "items": obj{"$ref": "#/$defs/rule"}}
+	case "timezone":
+		p = obj{"$ref": "#/$defs/zone"}
+	case "schedules":
+		p = obj{
+			"type":                 []string{"object", "null"},
+			"propertyNames":        obj{"pattern": rules.NamePattern()},
+			"additionalProperties": obj{"$ref": "#/$defs/schedule"},
+		}
+	case "hours":
+		hours := obj{"$ref": "#/$defs/hours"}
+		p = obj{
+			"type":                 "object",
+			"propertyNames":        obj{"enum": rules.DayKeys()},
+			"additionalProperties": obj{"anyOf": []any{hours, obj{"type": "array", "minItems": 1, "items": hours}}},
+		}
+	case "closed":
+		p = obj{"type": []string{"array", "null"}, "items": obj{"type": "string", "pattern": rules.DatePattern()}}
 	case "default", "on_error":
 		p = obj{"$ref": "#/$defs/action"}
 	case "name":

@@ -60,8 +60,13 @@ func compileAs(t *testing.T, draft *jsonschema.Draft) *jsonschema.Schema {
 // validator as JSON values.
 func instance(t *testing.T, data []byte) any {
 	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("YAML: %v", err)
+	}
+	untime(&doc)
 	var v any
-	if err := yaml.Unmarshal(data, &v); err != nil {
+	if err := doc.Decode(&v); err != nil {
 		t.Fatalf("YAML: %v", err)
 	}
 	js, err := json.Marshal(jsonValue(v))
@@ -73,6 +78,17 @@ func instance(t *testing.T, data []byte) any {
 		t.Fatal(err)
 	}
 	return inst
+}
+
+// untime reads unquoted dates (closed: [2026-12-25]) as the text they are: YAML 1.2, which
+// editors' language servers read, has no timestamps, while yaml.v3 makes them time.Time.
+func untime(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!timestamp" {
+		n.Tag = "!!str"
+	}
+	for _, c := range n.Content {
+		untime(c)
+	}
 }
 
 // jsonValue gives mappings with non-string keys string keys, as JSON has only those.
@@ -150,7 +166,7 @@ func testGoodFilesPass(t *testing.T, sch *jsonschema.Schema) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no good fixtures: %v", err)
 	}
-	files = append(files, "../../testdata/example/rules.yaml")
+	files = append(files, "../../testdata/example/rules.yaml", "../../testdata/hours/rules.yaml")
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			data, err := os.ReadFile(f)
@@ -221,6 +237,23 @@ func testBadFilesFail(t *testing.T, sch *jsonschema.Schema) {
 			"/rules/4/with/timeout",
 			"property name 1bad",
 		}},
+		{"zone.bad.yaml", []string{"/schedules/moon-base/timezone", "/schedules/night-desk/timezone", "/schedules/support/timezone", "/timezone"}},
+		{"day-key.bad.yaml", []string{
+			"property name Daily", "property name Monday", "property name thu-funday",
+			"property name tues", "property name wed-wed", "property name weekend",
+		}},
+		{"range.bad.yaml", []string{
+			"/schedules/support/hours/fri", "/schedules/support/hours/mon", "/schedules/support/hours/sat",
+			"/schedules/support/hours/sun", "/schedules/support/hours/thu", "/schedules/support/hours/tue",
+			"/schedules/support/hours/wed",
+		}},
+		{"date.bad.yaml", []string{
+			// Not caught: 2026-02-30, which has the shape of a date.
+			"/schedules/night-desk/closed",
+			"/schedules/support/closed/2",
+			"/schedules/support/closed/3",
+			"/schedules/support/closed/4",
+		}},
 		{"via.bad.yaml", []string{
 			// Not caught: a dequeue via rest without from.
 			"/rules/0/via",
@@ -246,8 +279,17 @@ func testBadFilesFail(t *testing.T, sch *jsonschema.Schema) {
 			}
 		})
 	}
-	// The YAML syntax fixture cannot reach any schema; make sure no other is left out.
-	covered := map[string]bool{"yaml-syntax.bad.yaml": true}
+	// The YAML syntax fixture cannot reach any schema, and these hold only mistakes a schema
+	// cannot see: in expressions (open's argument, zones given to timezone() and date(),
+	// now()), and a day given in two keys. Make sure no other is left out.
+	covered := map[string]bool{
+		"yaml-syntax.bad.yaml":  true,
+		"open-unknown.bad.yaml": true,
+		"open-literal.bad.yaml": true,
+		"expr-zone.bad.yaml":    true,
+		"now-call.bad.yaml":     true,
+		"day-twice.bad.yaml":    true,
+	}
 	for _, tt := range tests {
 		covered[tt.file] = true
 	}
@@ -314,6 +356,26 @@ func TestAgreesWithValidator(t *testing.T) {
 	for _, v := range []string{"wrap_up", "_x", "X9", "1bad", "a-b"} {
 		t.Run("vars/"+v, func(t *testing.T) {
 			check(t, "version: 1\nvars:\n  "+v+": 1\nrules: []\n")
+		})
+	}
+	sched := func(zone, key, hours, closed string) string {
+		return "version: 1\nschedules:\n  s:\n    timezone: " + zone + "\n    hours:\n      " + key + ": " + hours + "\n    closed: " + closed + "\nrules: []\n"
+	}
+	for _, v := range []string{"mon", "sun", "mon-fri", "fri-mon", "sun-sat", "daily", "mon-mon", "Monday", "weekdays", "mon-", "-fri", "mon-fri-sat"} {
+		t.Run("hours/"+v, func(t *testing.T) { check(t, sched("UTC", v, `"08:00-18:00"`, "[]")) })
+	}
+	for _, v := range []string{`"08:00-18:00"`, `"22:00-06:00"`, `"00:00-24:00"`, `"23:59-00:00"`, `"09:00-09:00"`, `["09:00-12:00", "13:00-15:00"]`,
+		`"24:00-06:00"`, `"08:00-24:30"`, `"8:00-18:00"`, `"08:00 - 18:00"`, `"13:60-15:00"`, `08:00-18:00`, `[]`, `~`, `{a: 1}`, `[[]]`} {
+		t.Run("range/"+v, func(t *testing.T) { check(t, sched("UTC", "mon", v, "[]")) })
+	}
+	// Not compared: 2026-02-30, which has the shape of a date but is none.
+	for _, v := range []string{"[2026-12-25]", `["2027-01-01"]`, "~", "[2026-13-01]", "[2026-1-1]", "[12/25/2026]", "2026-12-25", "[2026-12-25T00:00:00Z]"} {
+		t.Run("closed/"+v, func(t *testing.T) { check(t, sched("UTC", "mon", `"08:00-18:00"`, v)) })
+	}
+	for _, v := range []string{"UTC", "America/New_York", "Europe/London", "Etc/GMT+5", "America/New_Yrok", "Local", "Chicago", `""`, "5"} {
+		t.Run("timezone/"+v, func(t *testing.T) {
+			check(t, sched(v, "mon", `"08:00-18:00"`, "[]"))
+			check(t, "version: 1\ntimezone: "+v+"\nrules: []\n")
 		})
 	}
 	// Not compared: version: 1.0, which JSON cannot tell from 1 but the validator refuses.

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/cases"
@@ -28,12 +29,48 @@ type callbackInput struct {
 	// a number or boolean as its text, an object or list as its JSON (so TaskAttributes
 	// may be written as an object), null as "".
 	Params map[string]json.RawMessage `json:"params"`
+	// At is the time to decide the callback at, in place of its Timestamp: an RFC 3339 time
+	// or Unix epoch seconds, as a string or a number.
+	At json.RawMessage `json:"at"`
 }
 
 func (c *callbackInput) given() bool { return c.Form != nil || c.Params != nil }
 
-// values returns the callback's parameters.
-func (c *callbackInput) values() (url.Values, error) {
+// Where the time a callback is decided at came from, as a decision says it.
+const (
+	fromAt        = "at"        // the request's "at"
+	fromTimestamp = "timestamp" // the callback's Timestamp
+	fromArrival   = "arrival"   // the clock: the callback has no usable Timestamp
+)
+
+// values returns the callback's parameters, with "at" as its Timestamp when given, and where
+// the time it is decided at comes from.
+func (c *callbackInput) values() (url.Values, string, error) {
+	v, err := c.params()
+	if err != nil {
+		return nil, "", err
+	}
+	if len(c.At) > 0 && string(c.At) != "null" {
+		at, err := paramValue(c.At)
+		if err == nil && at != "" {
+			_, err = engine.ParseTime(at)
+		} else if err == nil {
+			err = errors.New("it is empty")
+		}
+		if err != nil {
+			return nil, "", respond.BadRequest("at must be the time to decide at, an RFC 3339 time like 2026-03-09T09:15:00-04:00 or Unix epoch seconds: %v", err)
+		}
+		v.Set(engine.ParamTimestamp, at)
+		return v, fromAt, nil
+	}
+	if _, err := engine.Timestamp(v); err == nil {
+		return v, fromTimestamp, nil
+	}
+	return v, fromArrival, nil
+}
+
+// params returns the callback's parameters as given.
+func (c *callbackInput) params() (url.Values, error) {
 	switch {
 	case c.Form != nil && c.Params != nil:
 		return nil, respond.BadRequest("give the callback as form or as params, not both")
@@ -90,11 +127,17 @@ type decision struct {
 	REST         *cases.REST     `json:"rest"`            // the REST call it makes, or null
 	Error        string          `json:"error,omitempty"` // why on_error decided
 	Trace        []engine.Step   `json:"trace"`
+	// At is the callback's time, in the rules' timezone (what `now` is); AtFrom says where it
+	// came from: "at", "timestamp" or "arrival".
+	At     string `json:"at"`
+	AtFrom string `json:"at_from"`
 }
 
-func newDecision(d *engine.Decision) decision {
+func newDecision(d *engine.Decision, from string) decision {
 	g := cases.FromDecision(d)
 	out := decision{
+		At:           d.At.Format(time.RFC3339Nano),
+		AtFrom:       from,
 		Rule:         d.Rule,
 		Instruction:  d.Instruction(),
 		Via:          d.Via(),
@@ -113,8 +156,9 @@ func newDecision(d *engine.Decision) decision {
 }
 
 // handleDecide decides a callback with the active rules, as a callback would be, without
-// counting it, logging it or sending anything.
-func handleDecide(rs reload.Source) http.Handler {
+// counting it, logging it or sending anything. Like a callback, one without "at" or a usable
+// Timestamp is decided at the time it arrives.
+func handleDecide(rs reload.Source, now func() time.Time) http.Handler {
 	type request struct {
 		callbackInput
 	}
@@ -124,17 +168,17 @@ func handleDecide(rs reload.Source) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
-		if err := readJSON(r, &req, "form, params"); err != nil {
+		if err := readJSON(r, &req, "form, params, at"); err != nil {
 			respond.Err(w, err)
 			return
 		}
-		params, err := req.values()
+		params, from, err := req.values()
 		if err != nil {
 			respond.Err(w, err)
 			return
 		}
 		cur := rs.Current()
-		respond.JSON(w, http.StatusOK, response{Revision: cur.Revision(), decision: newDecision(cur.Engine.Explain(params))})
+		respond.JSON(w, http.StatusOK, response{Revision: cur.Revision(), decision: newDecision(cur.Engine.Explain(params, now()), from)})
 	})
 }
 
@@ -167,7 +211,7 @@ type comparison struct {
 type caseResult struct {
 	Name    string        `json:"name"`
 	Path    string        `json:"path"`
-	Active  *cases.Golden `json:"active"`
+	Active  *cases.Golden `json:"active"` // null when the case cannot be decided: see golden_error
 	Draft   *cases.Golden `json:"draft"`
 	Changed bool          `json:"changed"`
 	Diff    string        `json:"diff,omitempty"` // - active, + draft
@@ -191,7 +235,7 @@ type caseReport struct {
 // handleDraft tries a draft of rules.yaml: every error with its line and column, or what it
 // would decide for the callback given and for the golden cases, beside what the active
 // rules decide. Nothing is swapped in.
-func handleDraft(rs reload.Source, dirs []string, slots chan struct{}) http.Handler {
+func handleDraft(rs reload.Source, dirs []string, slots chan struct{}, now func() time.Time) http.Handler {
 	type request struct {
 		Rules *string `json:"rules"`
 		callbackInput
@@ -211,7 +255,7 @@ func handleDraft(rs reload.Source, dirs []string, slots chan struct{}) http.Hand
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
-		if err := readJSON(r, &req, "rules, form, params"); err != nil {
+		if err := readJSON(r, &req, "rules, form, params, at"); err != nil {
 			respond.Err(w, err)
 			return
 		}
@@ -220,12 +264,17 @@ func handleDraft(rs reload.Source, dirs []string, slots chan struct{}) http.Hand
 			return
 		}
 		var params url.Values
-		if req.given() {
+		var from string
+		switch {
+		case req.given():
 			var err error
-			if params, err = req.values(); err != nil {
+			if params, from, err = req.values(); err != nil {
 				respond.Err(w, err)
 				return
 			}
+		case len(req.At) > 0:
+			respond.Err(w, respond.BadRequest("at is the time to decide the callback at; give the callback too (form or params)"))
+			return
 		}
 		select {
 		case slots <- struct{}{}:
@@ -257,8 +306,9 @@ func handleDraft(rs reload.Source, dirs []string, slots chan struct{}) http.Hand
 		out := valid{Revision: set.Revision, ActiveRevision: cur.Revision()}
 		out.Warnings, out.Diagnostics = diagnostics(set.Warnings)
 		if params != nil {
-			a, d := cur.Engine.Explain(params), draft.Explain(params)
-			c := &comparison{Active: newDecision(a), Draft: newDecision(d)}
+			arrived := now()
+			a, d := cur.Engine.Explain(params, arrived), draft.Explain(params, arrived)
+			c := &comparison{Active: newDecision(a, from), Draft: newDecision(d, from)}
 			c.Diff = diff(cases.FromDecision(a), cases.FromDecision(d))
 			c.Changed = c.Diff != ""
 			out.Callback = c
@@ -282,7 +332,14 @@ func compareCases(active, draft *engine.Engine, dirs []string) *caseReport {
 	for i, a := range before.Results {
 		d := after.Results[i]
 		res := caseResult{Name: a.Case.Name, Path: a.Case.Path, Active: a.Got, Draft: d.Got}
-		res.Diff = diff(a.Got, d.Got)
+		switch {
+		case a.Got != nil && d.Got != nil:
+			res.Diff = diff(a.Got, d.Got)
+		case d.Got == nil && a.Got != nil: // the draft reads the time and the case does not pin it
+			res.Diff = "the draft does not decide this case: " + d.Err.Error()
+		case a.Got == nil && d.Got != nil:
+			res.Diff = "the active rules do not decide this case: " + a.Err.Error()
+		}
 		res.Changed = res.Diff != ""
 		switch {
 		case d.Err != nil:
@@ -356,6 +413,7 @@ func readJSON(r *http.Request, v any, fields string) error {
 var fieldTypes = map[string]string{
 	"form":   "a string: a raw form body",
 	"params": "an object of callback parameters",
+	"at":     "a string: an RFC 3339 time or Unix epoch seconds",
 	"rules":  "a string: the draft rules.yaml",
 }
 

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/server/internal/respond"
@@ -29,6 +30,9 @@ type Options struct {
 	// CaseDirs are the --reload-cases directories a draft is tried against.
 	CaseDirs []string
 	Logger   *slog.Logger
+	// Now is the clock a callback without "at" or a usable Timestamp is decided by, as serve
+	// decides one; time.Now when nil.
+	Now func() time.Time
 }
 
 //go:embed assets
@@ -45,6 +49,9 @@ type Playground struct {
 func New(o Options) *Playground {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	static, err := fs.Sub(assets, "assets/static")
 	if err != nil {
@@ -63,10 +70,12 @@ func (p *Playground) Static() http.Handler { return handleStatic(p.static) }
 func (p *Playground) Recent() http.Handler { return handleRecent(p.o.Recent, p.o.RecentOff) }
 
 // Decide decides a callback with the active rules.
-func (p *Playground) Decide() http.Handler { return handleDecide(p.o.Rules) }
+func (p *Playground) Decide() http.Handler { return handleDecide(p.o.Rules, p.o.Now) }
 
 // Draft tries a draft of rules.yaml.
-func (p *Playground) Draft() http.Handler { return handleDraft(p.o.Rules, p.o.CaseDirs, p.drafts) }
+func (p *Playground) Draft() http.Handler {
+	return handleDraft(p.o.Rules, p.o.CaseDirs, p.drafts, p.o.Now)
+}
 
 // maxDrafts bounds the drafts tried at once: each parses up to 1 MiB of rules and decides
 // every golden case twice, and the machine's cores belong to the callbacks first.

@@ -31,6 +31,7 @@ type recentItem struct {
 	id       uint64
 	at       time.Time
 	params   url.Values // kept as received: encoded only when the page asks
+	decided  time.Time  // the callback's time its decision was made at
 	rule     string
 	revision string
 	size     int
@@ -53,7 +54,7 @@ func (r *Recent) Observe(params url.Values, d *engine.Decision) {
 	}
 	it := recentItem{at: r.now(), params: params, size: size}
 	if d != nil {
-		it.rule, it.revision = d.Rule, d.Revision
+		it.rule, it.revision, it.decided = d.Rule, d.Revision, d.At
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -87,7 +88,9 @@ type RecentCallback struct {
 	WorkerSid      string    `json:"worker_sid"`
 	Rule           string    `json:"rule"`     // what decided it when it came in
 	Revision       string    `json:"revision"` // of the rules that decided it
-	Form           string    `json:"form"`     // the parameters as a form body, ready for /decide
+	// Form is the parameters as a form body, ready for /decide; one that came without a
+	// usable Timestamp has the time it was decided at as its Timestamp.
+	Form string `json:"form"`
 }
 
 // List returns the kept callbacks, newest first.
@@ -108,7 +111,7 @@ func (r *Recent) List() []RecentCallback {
 			WorkerSid:      it.params.Get(engine.ParamWorkerSid),
 			Rule:           it.rule,
 			Revision:       it.revision,
-			Form:           it.params.Encode(),
+			Form:           engine.WithTimestamp(it.params, it.decided).Encode(),
 		})
 	}
 	return out

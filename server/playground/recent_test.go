@@ -5,6 +5,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/reservist/reservist/engine"
 )
 
 func TestRecent(t *testing.T) {
@@ -46,5 +49,22 @@ func BenchmarkRecentObserve(b *testing.B) {
 	p := url.Values{"ReservationSid": {"WR0123456789abcdef0123456789abcdef"}, "TaskAttributes": {`{"channel":"chat"}`}, "WorkerAttributes": {`{}`}}
 	for b.Loop() {
 		r.Observe(p, nil)
+	}
+}
+
+// A recent callback replays at the time it was decided: one without a usable Timestamp is
+// listed with that time as its Timestamp, one with a Timestamp as it came.
+func TestRecentKeepsTheTime(t *testing.T) {
+	r := NewRecent()
+	decided := &engine.Decision{At: time.Date(2026, 3, 9, 13, 15, 0, 0, time.UTC)}
+	r.Observe(url.Values{"ReservationSid": {"WR1"}}, decided)
+	r.Observe(url.Values{"ReservationSid": {"WR2"}, "Timestamp": {"2026-03-10T08:00:00-05:00"}}, decided)
+	r.Observe(url.Values{"ReservationSid": {"WR3"}, "Timestamp": {"soon"}}, decided)
+	for _, c := range r.List() {
+		want := map[string]string{"WR1": "1773062100", "WR2": "2026-03-10T08:00:00-05:00", "WR3": "1773062100"}[c.ReservationSid]
+		q, err := url.ParseQuery(c.Form)
+		if err != nil || q.Get("Timestamp") != want {
+			t.Errorf("recent %s lists Timestamp %q (%v); want %q", c.ReservationSid, q.Get("Timestamp"), err, want)
+		}
 	}
 }

@@ -63,6 +63,20 @@ function callback() {
   return any ? { params } : null;
 }
 
+// withAt adds the time field to a callback, when both are given.
+function withAt(cb) {
+  const at = $("#callback-at").value.trim();
+  if (cb && at !== "") cb.at = at;
+  return cb;
+}
+
+// The words for where a decision's time came from (its at_from).
+const atFrom = {
+  at: "the time given",
+  timestamp: "the callback's Timestamp",
+  arrival: "now: the callback has no usable Timestamp",
+};
+
 function show(el, on) {
   el.hidden = !on;
   return el;
@@ -87,6 +101,7 @@ function decisionView(d, title) {
     title ? h("h3", {}, title) : null,
     h("p", {}, "rule ", h("strong", { class: "decision-rule" }, d.rule), " → ",
       h("span", { class: "decision-instruction" }, d.instruction), d.via === "rest" ? " via REST" : ""),
+    h("p", { class: "decision-at note" }, "at ", h("time", { datetime: d.at }, d.at), " (" + (atFrom[d.at_from] || d.at_from) + ")"),
     d.error ? h("p", { class: "bad decision-error" }, "on_error: ", d.error) : null,
     h("h4", {}, "Answer"),
     h("pre", { class: "decision-answer" }, d.response_text),
@@ -98,7 +113,7 @@ function decisionView(d, title) {
 async function decide() {
   const err = show($("#decide-error"), false);
   const out = $("#decision");
-  const { status, data } = await postJSON("/decide", callback() || { form: "" });
+  const { status, data } = await postJSON("/decide", withAt(callback()) || { form: "" });
   if (status !== 200) {
     err.textContent = data.error;
     show(err, true);
@@ -135,6 +150,7 @@ function diagnosticList(el, texts, diags) {
 }
 
 function goldenCell(g) {
+  if (!g) return h("div", { class: "golden-decision note" }, "not decided");
   const cell = h("div", { class: "golden-decision" },
     h("strong", {}, g.rule), " ",
     h("code", {}, JSON.stringify(g.response)));
@@ -156,7 +172,7 @@ async function tryDraft() {
   const err = show($("#draft-error"), false);
   const errors = show($("#draft-errors"), false);
   const result = show($("#draft-result"), false);
-  const body = Object.assign({ rules: $("#draft-rules").value }, callback() || {});
+  const body = Object.assign({ rules: $("#draft-rules").value }, withAt(callback()) || {});
   const { status, data } = await postJSON("/draft", body);
   if (status === 422) {
     err.textContent = data.error;
