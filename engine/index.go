@@ -16,25 +16,28 @@ import (
 // A rule's `when` is split at its top-level &&s, and the comparisons it starts with are its
 // guards: a path of the callback (task.attributes.queue, task.priority, worker.sid, …),
 // perhaps with a constant `?? default`, compared with constants — `==`, `!=`, `in` and
-// `not in` a constant list or set, `<`, `<=`, `>`, `>=` a number, `==` one constant `||`
-// another — or a constant `in` the path. expr evaluates `a && b` by evaluating a and stopping when it is false, so when the
-// guards up to one that is false all evaluate without an error, the rule evaluates to false
-// with no error. Skipping such a rule changes neither the decision nor the rule errors, and
-// it is the only skip the index makes. Wherever a guard could fail for the value at hand —
-// the path cannot be read (an object missing on the way, reached without ?.), or the
-// comparison is not defined for that value (an ordering on a string, `in` over a set of
-// strings with a number) — the rule is run as written and fails as it would have.
+// `not in` a constant list or set, `<`, `<=`, `>`, `>=` a number — or a constant `in` the
+// path; or a `||` of such comparisons. expr evaluates `a && b` by evaluating a and stopping
+// when it is false, so when the guards up to one that is false all evaluate without an
+// error, the rule evaluates to false with no error. Skipping such a rule changes neither the
+// decision nor the rule errors, and it is the only skip the index makes. Wherever a guard
+// could fail for the value at hand — the path cannot be read (an object missing on the way,
+// reached without ?.), or the comparison is not defined for that value (an ordering on a
+// string, `in` over a set of strings with a number) — the rule is run as written and fails
+// as it would have.
 //
 // For each callback, each path is read once. A path's table gives the rules whose index
-// guard can hold, or fail, for the value read: equality and membership by the constant, ranges
-// by a binary search over their end points, and lists for what a value of the wrong kind
-// makes fail. A rule's index guard is its first guard, or a later one when only `!=`, `not
-// in` or `!= nil` guards come before it, which cannot fail once their paths are read (so
-// `call_sid != nil && language == "es"` is found by its language). Each candidate's guards
-// are then evaluated in order, from the values read, and the rules left run in rule order.
+// guard can hold, or fail, for the value read: equality and membership by the constant,
+// ranges by a binary search over their end points, and lists for what a value of the wrong
+// kind makes fail. A rule's index guard is its first guard, or a later one when only `!=`,
+// `not in` or `!= nil` guards come before it, which cannot fail once their paths are read
+// (so `call_sid != nil && language == "es"` is found by its language). A `||` of comparisons
+// on one path by == is one set; any other `||` is filed under each of its comparisons, since
+// `a || b` is false with no error only when both are. Each candidate's guards are then
+// evaluated in order, from the values read, and the rules left run in rule order.
 //
 // What each comparison does is expr's, as its compiler emits it and vm/runtime (expr v1.17.8)
-// computes it; exprEval below calls those functions, and index_internal_test.go holds the
+// computes it; exprEval below calls those functions, and index_test.go holds the
 // index's own evaluation to them on a grid of values:
 //   - `==` and `!=` are runtime.Equal, which never fails. Numbers of any two types compare as
 //     numbers: an int with a float64 as float64(int) (so 1 == 1.0, and a JSON number, which
@@ -57,6 +60,8 @@ import (
 // index is what buildIndex makes of a rule set.
 type index struct {
 	paths  []*pathIndex // every path a guard reads; paths[i].id == i
+	looked []*pathIndex // the paths candidates reads, but for those in groups
+	groups []*keyGroup  // task.attributes.KEY and worker.attributes.KEY paths
 	other  []int        // rules without guards, in order: they always run
 	guards [][]guard    // each rule's guards, in order
 	every  []int        // every rule, in order, for Explain
@@ -79,6 +84,7 @@ const (
 	opSet             // path in a set: MapIndex over string or int keys
 	opRange           // path <, <=, >, >= a number
 	opHas             // c in path
+	opAny             // a || b || …: comparisons on several paths, or of several kinds
 )
 
 // guard is one comparison of a path with constants that a `when` starts with.
@@ -148,6 +154,20 @@ func (g *guard) exprEval(v any) (result, ok bool) {
 		return false, false
 	}
 	return result != g.notOp, true
+}
+
+// outcome is the guard's outcome for the callback lk was started with.
+func (g *guard) outcome(lk *lookup) outcome {
+	if g.op == opAny {
+		// a || b: a first; b only when a is false.
+		for i := range g.anyOf {
+			if o := g.anyOf[i].outcome(lk); o != isFalse {
+				return o
+			}
+		}
+		return isFalse
+	}
+	return g.eval(lk.value(g.p))
 }
 
 // eval is the guard's outcome for a value read by the index: exprEval's, computed without
@@ -549,7 +569,7 @@ func (p *pathIndex) candidates(v *value, lk *lookup) {
 		lk.add(p.strSets)
 		lk.add(p.intSets)
 		if p.franges != nil {
-			lk.add(p.franges.lookup(v.f, lk))
+			p.franges.lookup(v.f, lk)
 		}
 		lk.add(p.hasAny)
 	case intValue:
@@ -557,7 +577,7 @@ func (p *pathIndex) candidates(v *value, lk *lookup) {
 		lk.add(p.eq.nums[float64(v.i)])
 		lk.add(p.strSets)
 		if p.iranges != nil {
-			lk.add(p.iranges.lookup(v.i, lk))
+			p.iranges.lookup(v.i, lk)
 		}
 		lk.add(p.hasAny)
 	case listValue:
@@ -592,18 +612,17 @@ type rangedRule[T int | float64] struct {
 
 // ranges finds the rules whose interval holds a number. The end points of all intervals cut
 // the numbers into regions — below the first point, the first point, between the first and
-// the second, … above the last — and each region has its rules in order, found by a binary
-// search. When the intervals overlap so much that those lists would be large, the intervals
-// are scanned instead.
+// the second, … above the last — and a binary search finds a number's region. Each interval
+// covers a run of regions, and a segment tree over the regions holds it in the few nodes
+// that make up the run, so that the intervals holding a region are the lists on the way from
+// its leaf to the root: one list for intervals that do not overlap, and a handful, however
+// much they overlap.
 type ranges[T int | float64] struct {
 	points []T
-	lists  [][]int // 2*len(points)+1 regions
-	scan   []rangedRule[T]
+	leaves int   // a power of two, at least the regions
+	start  []int // node n's rules are rules[start[n]:start[n+1]]; the root is node 1
+	rules  []int
 }
-
-// maxRangeCells bounds the region lists of a path: past it, scanning the intervals is cheap
-// beside the rules that run.
-func maxRangeCells(rules int) int { return 16*rules + 1024 }
 
 func newRanges[T int | float64](rs []rangedRule[T]) *ranges[T] {
 	r := &ranges[T]{}
@@ -621,8 +640,25 @@ func newRanges[T int | float64](rs []rangedRule[T]) *ranges[T] {
 	slices.Sort(r.points)
 	r.points = slices.Compact(r.points)
 	regions := 2*len(r.points) + 1
+	r.leaves = 1
+	for r.leaves < regions {
+		r.leaves *= 2
+	}
+	// cover calls f with the nodes whose leaves are regions from to to: the standard
+	// bottom-up walk of a segment tree.
+	cover := func(from, to int, f func(node int)) {
+		for l, h := from+r.leaves, to+r.leaves+1; l < h; l, h = l/2, h/2 {
+			if l&1 == 1 {
+				f(l)
+				l++
+			}
+			if h&1 == 1 {
+				h--
+				f(h)
+			}
+		}
+	}
 	spans := make([][2]int, len(rs))
-	cells := 0
 	for i, x := range rs {
 		from, to := 0, regions-1
 		if x.iv.lower {
@@ -641,30 +677,40 @@ func newRanges[T int | float64](rs []rangedRule[T]) *ranges[T] {
 			from, to = 1, 0
 		}
 		spans[i] = [2]int{from, to}
-		cells += max(0, to-from+1)
 	}
-	if cells > maxRangeCells(len(rs)) {
-		r.points = nil
-		r.scan = rs
-		return r
+	// Two passes, counting then filling, each node's rules in rule order and once each: the
+	// intervals of one rule (a || of ranges on the path) come one after the other.
+	nodes := 2 * r.leaves
+	last := make([]int, nodes)
+	for n := range last {
+		last[n] = -1
 	}
-	counts := make([]int, regions)
-	for _, s := range spans {
-		for g := s[0]; g <= s[1]; g++ {
-			counts[g]++
-		}
+	counts := make([]int, nodes+1)
+	for i, sp := range spans {
+		cover(sp[0], sp[1], func(n int) {
+			if last[n] != rs[i].rule {
+				last[n] = rs[i].rule
+				counts[n+1]++
+			}
+		})
 	}
-	backing := make([]int, cells)
-	r.lists = make([][]int, regions)
-	start := 0
-	for g := range r.lists {
-		r.lists[g] = backing[start:start:min(start+counts[g], cells)]
-		start += counts[g]
+	r.start = counts
+	for n := 1; n <= nodes; n++ {
+		r.start[n] += r.start[n-1]
 	}
-	for i, s := range spans {
-		for g := s[0]; g <= s[1]; g++ {
-			r.lists[g] = append(r.lists[g], rs[i].rule)
-		}
+	r.rules = make([]int, r.start[nodes])
+	fill := slices.Clone(r.start[:nodes])
+	for n := range last {
+		last[n] = -1
+	}
+	for i, sp := range spans {
+		cover(sp[0], sp[1], func(n int) {
+			if last[n] != rs[i].rule {
+				last[n] = rs[i].rule
+				r.rules[fill[n]] = rs[i].rule
+				fill[n]++
+			}
+		})
 	}
 	return r
 }
@@ -674,25 +720,19 @@ func (r *ranges[T]) point(x T) int {
 	return sort.Search(len(r.points), func(i int) bool { return r.points[i] >= x })
 }
 
-// lookup returns the rules, in order, whose interval holds x.
-func (r *ranges[T]) lookup(x T, lk *lookup) []int {
+// lookup adds the rules whose interval holds x to lk.
+func (r *ranges[T]) lookup(x T, lk *lookup) {
 	if x != x {
-		return nil // a NaN is in no interval
-	}
-	if r.scan != nil {
-		start := len(lk.scanned)
-		for _, s := range r.scan {
-			if s.iv.contains(x) {
-				lk.scanned = append(lk.scanned, s.rule)
-			}
-		}
-		return lk.scanned[start:]
+		return // a NaN is in no interval
 	}
 	i := r.point(x)
+	region := 2 * i
 	if i < len(r.points) && r.points[i] == x {
-		return r.lists[2*i+1]
+		region++
 	}
-	return r.lists[2*i]
+	for n := region + r.leaves; n >= 1; n /= 2 {
+		lk.add(r.rules[r.start[n]:r.start[n+1]])
+	}
 }
 
 // path is a chain of member accesses from a root of the environment.
@@ -943,13 +983,12 @@ func walk(m map[string]any, keys []string, optional []bool) (any, bool) {
 // lookup is what one decision's index work reuses from the last: the paths' values and the
 // candidate lists.
 type lookup struct {
-	env     *rules.Env
-	epoch   uint32
-	seen    []uint32 // seen[id] == epoch: vals[id] was read for this decision
-	vals    []value
-	lists   [][]int
-	out     []int
-	scanned []int
+	env   *rules.Env
+	epoch uint32
+	seen  []uint32 // seen[id] == epoch: vals[id] was read for this decision
+	vals  []value
+	lists [][]int
+	out   []int
 }
 
 func (lk *lookup) start(ix *index, env *rules.Env) {
@@ -964,7 +1003,6 @@ func (lk *lookup) start(ix *index, env *rules.Env) {
 		lk.epoch = 1
 	}
 	lk.lists = lk.lists[:0]
-	lk.scanned = lk.scanned[:0]
 }
 
 // value is the path's value for this decision, read on first use.
@@ -1000,16 +1038,75 @@ func (lk *lookup) merged() []int {
 	return lk.out
 }
 
+// keyGroup is the paths one key below task.attributes or worker.attributes. When rules
+// compare many attributes, most are absent from a callback and read nil: the group looks up
+// the keys the callback has, and takes for the others every rule that nil does not rule out
+// (a superset, which rejects narrows).
+type keyGroup struct {
+	src   source
+	byKey map[string][]*pathIndex
+	paths []*pathIndex
+	onNil []int // every path's onNil, in order
+}
+
+func (g *keyGroup) candidates(lk *lookup) {
+	m := lk.env.Task.Attributes
+	if g.src == fromWorkerAttributes {
+		m = lk.env.Worker.Attributes
+	}
+	if len(m) >= len(g.paths) {
+		for _, p := range g.paths {
+			p.candidates(lk.value(p), lk)
+		}
+		return
+	}
+	lk.add(g.onNil)
+	for k := range m {
+		for _, p := range g.byKey[k] {
+			p.candidates(lk.value(p), lk)
+		}
+	}
+}
+
+// group puts the paths candidates reads into groups or looked.
+func (ix *index) group() {
+	groups := map[source]*keyGroup{}
+	for _, p := range ix.paths {
+		if !p.indexed && len(p.prefixed) == 0 {
+			continue
+		}
+		src := p.path.src
+		if (src != fromTaskAttributes && src != fromWorkerAttributes) || len(p.path.keys) != 2 {
+			ix.looked = append(ix.looked, p)
+			continue
+		}
+		g := groups[src]
+		if g == nil {
+			g = &keyGroup{src: src, byKey: map[string][]*pathIndex{}}
+			groups[src] = g
+			ix.groups = append(ix.groups, g)
+		}
+		g.byKey[p.path.keys[1]] = append(g.byKey[p.path.keys[1]], p)
+		g.paths = append(g.paths, p)
+		g.onNil = append(g.onNil, p.onNil...)
+	}
+	for _, g := range ix.groups {
+		slices.Sort(g.onNil)
+		g.onNil = slices.Compact(g.onNil)
+	}
+}
+
 // candidates returns, in rule order, the rules a callback must run: every rule whose index
 // guard can hold or fail for the callback, and every rule without guards. lk is reused; the
 // list is valid until its next use.
 func (ix *index) candidates(env *rules.Env, lk *lookup) []int {
 	lk.start(ix, env)
 	lk.add(ix.other)
-	for _, p := range ix.paths {
-		if p.indexed || len(p.prefixed) > 0 {
-			p.candidates(lk.value(p), lk)
-		}
+	for _, g := range ix.groups {
+		g.candidates(lk)
+	}
+	for _, p := range ix.looked {
+		p.candidates(lk.value(p), lk)
 	}
 	return lk.merged()
 }
@@ -1019,8 +1116,7 @@ func (ix *index) candidates(env *rules.Env, lk *lookup) []int {
 // it could fail, so that the rule would have evaluated to false with no error.
 func (ix *index) rejects(i int, lk *lookup) bool {
 	for j := range ix.guards[i] {
-		g := &ix.guards[i][j]
-		switch g.eval(lk.value(g.p)) {
+		switch ix.guards[i][j].outcome(lk) {
 		case isFalse:
 			return true
 		case mayFail:
@@ -1070,6 +1166,7 @@ func buildIndex(set *rules.Set) *index {
 		}
 		p.franged, p.iranged = nil, nil
 	}
+	ix.group()
 	return ix
 }
 
@@ -1084,17 +1181,25 @@ func indexGuard(gs []guard) int {
 	return 0
 }
 
-// add files rule under its index guard, gs[0]; gs[1:] are the guards after it.
+// add files rule under its index guard, gs[0]; gs[1:] are the guards after it. A rule may
+// be filed more than once on a path (a || of two kinds of comparison on it), and every list
+// is in rule order without duplicates.
 func (b *builder) add(rule int, gs []guard) {
 	g := &gs[0]
+	if g.op == opAny {
+		for _, h := range g.anyOf {
+			b.add(rule, []guard{h})
+		}
+		return
+	}
 	p := g.p
 	p.indexed = true
-	p.all = append(p.all, rule)
+	p.all = appendOnce(p.all, rule)
 	if g.onNil != isFalse {
-		p.onNil = append(p.onNil, rule)
+		p.onNil = appendOnce(p.onNil, rule)
 	}
 	if g.negated {
-		p.negated = append(p.negated, rule)
+		p.negated = appendOnce(p.negated, rule)
 		return
 	}
 	switch g.op {
@@ -1103,17 +1208,17 @@ func (b *builder) add(rule int, gs []guard) {
 	case opSet:
 		p.eq.add(&g.set, rule)
 		if g.set.intKeys {
-			p.intSets = append(p.intSets, rule)
+			p.intSets = appendOnce(p.intSets, rule)
 		} else {
-			p.strSets = append(p.strSets, rule)
+			p.strSets = appendOnce(p.strSets, rule)
 		}
 	case opHas:
 		p.has.add(&g.set, rule)
-		p.hasAny = append(p.hasAny, rule)
+		p.hasAny = appendOnce(p.hasAny, rule)
 	case opRange:
 		// The ordering guards that follow on the same path narrow the range: for a number
 		// none of them can fail.
-		p.ordered = append(p.ordered, rule)
+		p.ordered = appendOnce(p.ordered, rule)
 		fr, ir := g.frange, g.irange
 		for _, h := range gs[1:] {
 			if h.p != p || h.op != opRange {
@@ -1255,20 +1360,26 @@ func (b *builder) guard(n ast.Node) (guard, bool) {
 	return g, true
 }
 
-// anyOf makes one guard of path == a || path == b || path in [c, d] …: comparisons by
-// runtime.Equal, which cannot fail, of one path read the same way, so that the disjunction
-// is path in [a, b, c, d].
+// anyOf makes one guard of a || b || …, each a guard. path == a || path == b || path in
+// [c, d] — comparisons by runtime.Equal, which cannot fail, of one path read the same way —
+// is path in [a, b, c, d]; any other is opAny.
 func (b *builder) anyOf(n *ast.BinaryNode) (guard, bool) {
 	var parts []guard
+	oneSet := true
 	for _, d := range disjuncts(n) {
 		g, ok := b.guard(d)
-		if !ok || g.op != opEqual || g.negated || len(g.anyOf) > 0 {
+		if !ok {
 			return guard{}, false
 		}
-		if len(parts) > 0 && (g.p != parts[0].p || g.hasDef != parts[0].hasDef || !runtime.Equal(g.def, parts[0].def)) {
-			return guard{}, false
+		if g.op != opEqual || g.negated || len(parts) > 0 && (g.p != parts[0].p || g.hasDef != parts[0].hasDef || !runtime.Equal(g.def, parts[0].def)) {
+			oneSet = false
 		}
 		parts = append(parts, g)
+	}
+	if !oneSet {
+		// Each comparison is filed on its own path: the rule runs when any of them can hold
+		// or fail, and is left out only when every one is false.
+		return guard{op: opAny, p: parts[0].p, anyOf: parts, onNil: mayFail}, true
 	}
 	g := parts[0]
 	g.anyOf = parts

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"net/url"
 	"slices"
@@ -166,12 +167,16 @@ func onlyGuards(e *Engine, i int) bool {
 }
 
 func looksIntoObject(e *Engine, i int, lk *lookup) bool {
-	for _, g := range e.index.guards[i] {
-		if g.op == opHas && lk.value(g.p).kind == mapValue {
-			return true
+	var looks func(gs []guard) bool
+	looks = func(gs []guard) bool {
+		for _, g := range gs {
+			if g.op == opHas && lk.value(g.p).kind == mapValue || looks(g.anyOf) {
+				return true
+			}
 		}
+		return false
 	}
-	return false
+	return looks(e.index.guards[i])
 }
 
 // guardVars are the vars of the guard tests: integers beyond 2^53 and beyond int64, a NaN,
@@ -267,8 +272,7 @@ func TestGuardsAgreeWithExpr(t *testing.T) {
 			lk.start(ix, env)
 			got := isTrue
 			for i := range ix.guards[0] {
-				g := &ix.guards[0][i]
-				if o := g.eval(lk.value(g.p)); o != isTrue {
+				if o := ix.guards[0][i].outcome(&lk); o != isTrue {
 					got = o
 					break
 				}
@@ -345,8 +349,8 @@ func TestRangesAgreeWithExpr(t *testing.T) {
 	}
 }
 
-// The region lists of a path's ranges stay bounded when ranges overlap: past the bound, the
-// intervals are scanned, with the same rules found.
+// Nested ranges are held in a few nodes each, not in every region they cover, and found as
+// expr finds them.
 func TestRangesOverlapping(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("version: 1\nrules:\n")
@@ -355,13 +359,55 @@ func TestRangesOverlapping(t *testing.T) {
 		fmt.Fprintf(&b, "  - {name: r%d, when: 'task.attributes.n >= %d', do: accept}\n", i, n-i)
 	}
 	e := indexEngine(t, b.String())
-	p := e.index.paths[0]
-	if p.franges == nil || p.franges.scan == nil {
-		t.Fatalf("ranges of %d nested intervals: not scanned", n)
+	r := e.index.paths[0].franges
+	if r == nil || len(r.rules) > 2*n*bits.Len(uint(r.leaves)) {
+		t.Fatalf("ranges of %d nested intervals hold %d rule numbers; want at most 2 per level of the tree each", n, len(r.rules))
 	}
 	for _, v := range []string{"0", "1", "150", "150.5", "300", "301"} {
 		params := testkit.CallbackWith(1, `{"n":`+v+`}`, `{}`)
 		skipsOnlyFalse(t, e, params, "n = "+v)
+	}
+}
+
+// Rules on many attributes, of which a callback has a few: the index looks up the keys the
+// callback has and takes nil for the others.
+func TestManyAttributes(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	comparisons := []string{`== "a"`, `== 1`, `!= "a"`, `== nil`, `!= nil`, `in ["a", 1]`, `>= 1`, `not in ["b"]`}
+	var b strings.Builder
+	b.WriteString("version: 1\nrules:\n")
+	for i := range 200 {
+		key := fmt.Sprintf("k%d", r.IntN(60))
+		path := "task.attributes." + key
+		switch r.IntN(4) {
+		case 0:
+			path = "(task.attributes." + key + ` ?? "a")`
+		case 1:
+			path = "worker.attributes." + key
+		}
+		when := path + " " + comparisons[r.IntN(len(comparisons))]
+		if r.IntN(3) == 0 {
+			when = fmt.Sprintf(`"a" in task.attributes.%s`, key)
+		}
+		fmt.Fprintf(&b, "  - {name: r%d, when: '%s && task.attributes.k%d != 2', do: accept}\n", i, when, r.IntN(60))
+	}
+	e := indexEngine(t, b.String())
+	if len(e.index.groups) != 2 {
+		t.Fatalf("%d groups of attribute paths; want 2", len(e.index.groups))
+	}
+	values := []string{`"a"`, `"b"`, "1", "2", "null", `["a"]`, "{}", "true"}
+	for i := range 3000 {
+		attrs := func() string {
+			var kv []string
+			for range r.IntN(6) {
+				kv = append(kv, fmt.Sprintf(`"k%d":%s`, r.IntN(60), values[r.IntN(len(values))]))
+			}
+			return "{" + strings.Join(kv, ",") + "}"
+		}
+		params := testkit.CallbackWith(1, attrs(), attrs())
+		what := fmt.Sprintf("callback %d", i)
+		skipsOnlyFalse(t, e, params, what)
+		agrees(t, e, params, what)
 	}
 }
 
@@ -413,7 +459,7 @@ func generatedFile(pick func(n int) int) string {
 		var conj []string
 		for range 1 + pick(3) {
 			p, c := paths[pick(len(paths))], constants[pick(len(constants))]
-			switch pick(12) {
+			switch pick(13) {
 			case 0:
 				conj = append(conj, p+" == "+c)
 			case 1:
@@ -436,6 +482,9 @@ func generatedFile(pick func(n int) int) string {
 				conj = append(conj, p+" != nil")
 			case 10:
 				conj = append(conj, "("+p+" == "+c+" || "+p+" == nil)")
+			case 11:
+				q := paths[pick(len(paths))]
+				conj = append(conj, "("+p+" == "+c+" || "+q+" "+[]string{"==", "!=", "<", ">="}[pick(4)]+" "+constants[pick(len(constants))]+" || "+c+" in "+q+")")
 			default:
 				conj = append(conj, "len(task.attributes.s ?? \"\") == 1")
 			}
