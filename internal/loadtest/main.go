@@ -83,7 +83,7 @@ func main() {
 	flag.StringVar(&o.peers, "peers", "bare,reservist,reservist-gogc100,flask", "peers to run besides the generated rules, comma-separated")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the logs, rules and app.py")
 	flag.StringVar(&o.pythonBin, "python", "/usr/bin/python3", "Debian's python3, which has python3-flask")
-	smoke := flag.Bool("smoke", false, "a run of a few seconds with light load: checks the runner, measures nothing")
+	smoke := flag.Bool("smoke", false, "a run of under a minute with light load: checks the runner, measures nothing")
 	flag.StringVar(&o.bareAddr, "bare", "", "internal: serve the bare handler on this `address`")
 	flag.Parse()
 
@@ -233,7 +233,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 			running = append(running, p)
 		}
 	}
-	fmt.Fprintf(stdout, "%d peers, %d run(s): about %s\n", len(running), max(1, o.runs), expectedDuration(o, running).Round(time.Minute))
+	fmt.Fprintf(stdout, "%d peers, %d run(s): about %s\n", len(running), max(1, o.runs), roughly(expectedDuration(o, running)))
 	var runs []map[string]*measurement
 	for r := range max(1, o.runs) {
 		if o.runs > 1 {
@@ -269,6 +269,14 @@ func expectedDuration(o options, peers []*peer) time.Duration {
 		}
 	}
 	return time.Duration(max(1, o.runs)) * d
+}
+
+// roughly rounds d to minutes, or to seconds under a minute.
+func roughly(d time.Duration) time.Duration {
+	if d < time.Minute {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Minute)
 }
 
 // thousands writes n with a comma before each group of three digits.

@@ -13,8 +13,14 @@ import (
 // (min–max) when there are several, else the rounds'.
 func printReadme(w io.Writer, o options, m *machine, peers []*peer, runs []map[string]*measurement) {
 	n := len(runs)
-	fmt.Fprintf(w, "\n## For README\n\n%d run(s) of %d rounds on %d cores (%s), %s, %s, %s; load average %s at the start, %s at the end.\n",
-		n, o.rounds, m.cores, m.cpu, m.goVersion, m.wrk, m.flask, m.loadBefore, m.loadAfter)
+	var tools []string
+	for _, t := range []string{m.goVersion, m.wrk, m.flask} {
+		if t != "" {
+			tools = append(tools, t)
+		}
+	}
+	fmt.Fprintf(w, "\n## For README\n\n%d run(s) of %d rounds on %d cores (%s), %s; load average %s at the start, %s at the end.\n",
+		n, o.rounds, m.cores, m.cpu, strings.Join(tools, ", "), m.loadBefore, m.loadAfter)
 	spreadOf := "the rounds'"
 	if n > 1 {
 		spreadOf = "the runs'"
