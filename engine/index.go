@@ -91,20 +91,23 @@ const (
 type guard struct {
 	p       *pathIndex
 	op      op
-	negated bool     // !=, not in, not (c in path)
-	set     constSet // opEqual, opSet (keys), opHas (the one constant)
+	negated bool      // !=, not in, not (c in path)
+	onNil   outcome   // for a nil value: exprEval's, with the default
+	set     *constSet // opEqual, opSet (keys), opHas (the one constant)
 	frange  interval[float64]
 	irange  interval[int] // opRange on an int path
-	onNil   outcome       // for a nil value: exprEval's, with the default
+	anyOf   []guard       // opAny, and path == a || path == b …: the comparisons, in order
+	w       *written      // the comparison as written, for exprEval; nil for opAny
+}
 
-	// The comparison as written, for exprEval.
+// written is a comparison as the rule has it.
+type written struct {
 	operator string // the BinaryNode's: ==, !=, in, <, <=, >, >=
 	pathLeft bool   // the path is the left operand
 	constant any    // the other operand's value: a scalar, a list or a set
 	def      any    // the ?? default, if hasDef
 	hasDef   bool
-	notOp    bool    // under a unary not
-	anyOf    []guard // for path == a || path == b …: the comparisons, in order
+	notOp    bool // under a unary not
 }
 
 // exprEval evaluates the guard on a value of its path as the compiled program does: the
@@ -123,19 +126,23 @@ func (g *guard) exprEval(v any) (result, ok bool) {
 		}
 		return false, true
 	}
+	w := g.w
+	if w == nil {
+		return false, false
+	}
 	defer func() {
 		if recover() != nil {
 			result, ok = false, false
 		}
 	}()
-	if g.hasDef && runtime.IsNil(v) {
-		v = g.def
+	if w.hasDef && runtime.IsNil(v) {
+		v = w.def
 	}
-	l, r := v, g.constant
-	if !g.pathLeft {
+	l, r := v, w.constant
+	if !w.pathLeft {
 		l, r = r, l
 	}
-	switch g.operator {
+	switch w.operator {
 	case "==":
 		result = runtime.Equal(l, r)
 	case "!=":
@@ -153,7 +160,7 @@ func (g *guard) exprEval(v any) (result, ok bool) {
 	default:
 		return false, false
 	}
-	return result != g.notOp, true
+	return result != w.notOp, true
 }
 
 // outcome is the guard's outcome for the callback lk was started with.
@@ -1136,16 +1143,18 @@ type builder struct {
 func buildIndex(set *rules.Set) *index {
 	b := &builder{ix: &index{guards: make([][]guard, len(set.Rules))}, byPath: map[string]*pathIndex{}, vars: set.Vars}
 	ix := b.ix
+	var buf []guard
 	for i, r := range set.Rules {
 		ix.every = append(ix.every, i)
-		var gs []guard
+		buf = buf[:0]
 		for _, c := range conjuncts(r.Program.Node()) {
 			g, ok := b.guard(c)
 			if !ok {
 				break
 			}
-			gs = append(gs, g)
+			buf = append(buf, g)
 		}
+		gs := slices.Clone(buf) // of its own size: a file may have many rules
 		ix.guards[i] = gs
 		if len(gs) == 0 {
 			ix.other = append(ix.other, i)
@@ -1204,16 +1213,16 @@ func (b *builder) add(rule int, gs []guard) {
 	}
 	switch g.op {
 	case opEqual:
-		p.eq.add(&g.set, rule)
+		p.eq.add(g.set, rule)
 	case opSet:
-		p.eq.add(&g.set, rule)
+		p.eq.add(g.set, rule)
 		if g.set.intKeys {
 			p.intSets = appendOnce(p.intSets, rule)
 		} else {
 			p.strSets = appendOnce(p.strSets, rule)
 		}
 	case opHas:
-		p.has.add(&g.set, rule)
+		p.has.add(g.set, rule)
 		p.hasAny = appendOnce(p.hasAny, rule)
 	case opRange:
 		// The ordering guards that follow on the same path narrow the range: for a number
@@ -1267,12 +1276,13 @@ func (b *builder) guard(n ast.Node) (guard, bool) {
 	if !ok {
 		return guard{}, false
 	}
-	g := guard{operator: bin.Operator, notOp: notOp}
+	w := &written{operator: bin.Operator, notOp: notOp}
+	g := guard{w: w, set: &constSet{}}
 	var p path
 	var c ast.Node
-	if p, g.def, g.hasDef, ok = b.operand(bin.Left); ok {
-		g.pathLeft, c = true, bin.Right
-	} else if p, g.def, g.hasDef, ok = b.operand(bin.Right); ok {
+	if p, w.def, w.hasDef, ok = b.operand(bin.Left); ok {
+		w.pathLeft, c = true, bin.Right
+	} else if p, w.def, w.hasDef, ok = b.operand(bin.Right); ok {
 		c = bin.Left
 	} else {
 		return guard{}, false
@@ -1284,14 +1294,14 @@ func (b *builder) guard(n ast.Node) (guard, bool) {
 		if !ok || !g.set.add(v, intPath) {
 			return guard{}, false
 		}
-		g.op, g.constant = opEqual, v
+		g.op, w.constant = opEqual, v
 		g.negated = bin.Operator == "!="
-	case bin.Operator == "in" && g.pathLeft:
+	case bin.Operator == "in" && w.pathLeft:
 		v, ok := b.constant(c)
 		if !ok {
 			return guard{}, false
 		}
-		g.constant = v
+		w.constant = v
 		switch set := v.(type) {
 		case []any:
 			g.op = opEqual
@@ -1328,7 +1338,7 @@ func (b *builder) guard(n ast.Node) (guard, bool) {
 		if !ok || !g.set.add(v, false) {
 			return guard{}, false
 		}
-		g.op, g.constant = opHas, v
+		g.op, w.constant = opHas, v
 	case bin.Operator == "<" || bin.Operator == "<=" || bin.Operator == ">" || bin.Operator == ">=":
 		v, ok := b.scalar(c)
 		f, isNum := asFloat(v)
@@ -1336,10 +1346,10 @@ func (b *builder) guard(n ast.Node) (guard, bool) {
 			return guard{}, false
 		}
 		operator := bin.Operator
-		if !g.pathLeft {
+		if !w.pathLeft {
 			operator = map[string]string{"<": ">", "<=": ">=", ">": "<", ">=": "<="}[operator]
 		}
-		g.op, g.constant = opRange, v
+		g.op, g.set, w.constant = opRange, nil, v
 		if intPath {
 			if g.irange, ok = intRange(operator, v); !ok {
 				return guard{}, false
@@ -1371,7 +1381,7 @@ func (b *builder) anyOf(n *ast.BinaryNode) (guard, bool) {
 		if !ok {
 			return guard{}, false
 		}
-		if g.op != opEqual || g.negated || len(parts) > 0 && (g.p != parts[0].p || g.hasDef != parts[0].hasDef || !runtime.Equal(g.def, parts[0].def)) {
+		if g.op != opEqual || g.negated || len(parts) > 0 && (g.p != parts[0].p || g.w.hasDef != parts[0].w.hasDef || !runtime.Equal(g.w.def, parts[0].w.def)) {
 			oneSet = false
 		}
 		parts = append(parts, g)
@@ -1383,9 +1393,9 @@ func (b *builder) anyOf(n *ast.BinaryNode) (guard, bool) {
 	}
 	g := parts[0]
 	g.anyOf = parts
-	g.set = constSet{}
+	g.set = &constSet{}
 	for i := range parts {
-		g.set.merge(&parts[i].set)
+		g.set.merge(parts[i].set)
 	}
 	g.onNil = mayFail
 	if r, ok := g.exprEval(nil); ok {
