@@ -2,8 +2,8 @@
 // Twilio's tutorial Flask handler on this machine, and prints the figures with the ratios
 // that README's Performance section sets as targets. It is a manual command, not a test:
 //
-//	go run ./internal/loadtest                 # about nine minutes (it says how long at the start)
-//	go run ./internal/loadtest -runs 3         # three runs, and tables for README with their spread
+//	go run ./internal/loadtest                 # about ten minutes (it says how long at the start)
+//	go run ./internal/loadtest -runs 3         # about half an hour: README's tables with the runs' spread
 //	go run ./internal/loadtest -smoke          # under a minute: checks that the runner works
 //
 // It builds reservist (go build -o into a temporary directory) and starts, one after the
@@ -259,16 +259,17 @@ func shapePeer(s shape) string { return "rules-" + s.name }
 
 // expectedDuration is about how long the runs take: each peer's starts, wrk's rounds, and
 // the steady-rate rounds of the peers that keep up with the rate (Flask does not).
+// The overheads are what a run on the 2-core machine took beyond the loads.
 func expectedDuration(o options, peers []*peer) time.Duration {
 	var d time.Duration
 	for _, p := range peers {
 		d += time.Duration(max(1, o.starts)) * 200 * time.Millisecond
-		d += time.Duration(o.rounds) * (o.duration + 500*time.Millisecond)
+		d += time.Duration(o.rounds) * (o.duration + time.Second)
 		if !p.flask {
-			d += time.Duration(o.rounds) * (o.warm + o.rateFor + 300*time.Millisecond)
+			d += time.Duration(o.rounds) * (o.warm + o.rateFor + 500*time.Millisecond)
 		}
 	}
-	return time.Duration(max(1, o.runs)) * d
+	return 30*time.Second + time.Duration(max(1, o.runs))*d // the build, then the runs
 }
 
 // roughly rounds d to minutes, or to seconds under a minute.
