@@ -940,7 +940,11 @@ func (p *path) load(env *rules.Env) value {
 	case fromWorkflowSid:
 		return value{kind: stringValue, s: env.WorkflowSid}
 	}
-	v, ok := p.read(env)
+	attrs := env.Task.Attributes
+	if p.src == fromWorkerAttributes {
+		attrs = env.Worker.Attributes
+	}
+	v, ok := walk(attrs, p.keys[1:], p.optional[1:])
 	if !ok {
 		return value{kind: unreadable}
 	}
