@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/cases"
+	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/engine/taskrouter"
 	"github.com/reservist/reservist/internal/cli"
 	"github.com/reservist/reservist/internal/config"
@@ -25,9 +25,11 @@ import (
 // The commands other than serve: each reads its flags here and hands the work to the
 // package that owns it.
 
-// loadRules parses a rules file, printing every error as FILE:LINE:COL: message.
+// loadRules parses a rules file, printing every error as FILE:LINE:COL: message. It reads
+// the file as serve does (reload.ReadFile): a regular file within the size limit, or an
+// error naming the file.
 func loadRules(path string, stderr io.Writer) (*rules.Set, error) {
-	data, err := os.ReadFile(path)
+	data, err := reload.ReadFile(path)
 	if err != nil {
 		return nil, cli.Exit(cli.Failed, fmt.Errorf("cannot read rules: %v", err))
 	}

@@ -68,7 +68,7 @@ func startServe(t testing.TB, rulesYAML string, env map[string]string, args ...s
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	ready := make(chan listening, 1)
-	h := hooks{ready: func(l listening) { ready <- l }, hup: s.hup}
+	h := hooks{ready: func(l listening) { ready <- l }, hup: s.hup, settle: time.Millisecond}
 	go func() { s.done <- serve(ctx, all, func(k string) string { return env[k] }, s.log, h) }()
 	select {
 	case l := <-ready:
@@ -124,22 +124,7 @@ func revisionOf(content string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func do(t testing.TB, req *http.Request) (int, string) {
-	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("%s %s: Content-Type %q; want application/json", req.Method, req.URL.Path, ct)
-	}
-	return resp.StatusCode, string(b)
-}
+func do(t testing.TB, req *http.Request) (int, string) { t.Helper(); return testkit.Do(t, req) }
 
 func get(t testing.TB, u string) (int, string) {
 	t.Helper()

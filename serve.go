@@ -38,8 +38,19 @@ import (
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
-	idleTimeout       = 120 * time.Second // TaskRouter keeps connections alive between callbacks
 	maxHeaderBytes    = 64 << 10
+	// callbackIdleTimeout keeps a connection TaskRouter (or a load balancer in front)
+	// reuses between callbacks open longer than the 60s idle timeout load balancers
+	// commonly have, so that they close first and no request races a close; an idle flood
+	// is the connection limit's to handle.
+	callbackIdleTimeout = 75 * time.Second
+	adminIdleTimeout    = 30 * time.Second
+	// The connection limits of the listeners (README): at the limit the oldest idle
+	// connection makes room, so that a flood of idle keep-alive connections can neither
+	// exhaust file descriptors nor shut TaskRouter out. An open connection costs some
+	// 20 KB; the admin listener's callers are a few operators and Prometheus.
+	callbackMaxConns = 1024
+	adminMaxConns    = 64
 	// writeSlack is WriteTimeout beyond the read timeout and the response budget: time to
 	// store a decision and write the answer.
 	writeSlack = 5 * time.Second
@@ -60,6 +71,9 @@ type hooks struct {
 	ready func(listening)
 	// hup, when set, stands in for SIGHUP.
 	hup <-chan os.Signal
+	// settle, when set, replaces the rules' settle time (reload.Options.Settle): tests
+	// that write whole files at once need not wait for it at every start.
+	settle time.Duration
 }
 
 // listening are the addresses serve listens on; admin is "" when the admin listener is off.
@@ -85,13 +99,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	conns := server.NewConnMetrics()
+	if err := conns.Register(reg); err != nil {
+		return err
+	}
 	var (
 		g         group
 		rl        *reload.Reloader
 		ob        *boltdb.Outbox
 		bench     workbench
-		callbacks = httpServer(cfg.ResponseBudget, logger)
-		admin     = httpServer(0, logger)
+		callbacks = httpServer(cfg.ResponseBudget, callbackIdleTimeout, server.NewConns("callback", callbackMaxConns, conns), logger)
+		admin     = httpServer(0, adminIdleTimeout, server.NewConns("admin", adminMaxConns, conns), logger)
 		addrs     listening
 	)
 	watching := make(chan struct{})
@@ -109,7 +127,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		component{
 			name: "rules",
 			open: func() (err error) {
-				rl, err = reload.New(cfg.Rules, reload.Options{Logger: logger, Gate: casesGate(cfg.ReloadCases)})
+				rl, err = reload.New(cfg.Rules, reload.Options{Logger: logger, Gate: casesGate(cfg.ReloadCases), Settle: h.settle})
 				if err != nil {
 					printRulesError(stderr, err)
 					return cli.Exit(cli.Failed, nil)
@@ -153,12 +171,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 					defer signal.Stop(c)
 					hup = c
 				}
+				// A reload runs apart from this loop, so that shutdown never waits on one;
+				// one more may start while it runs (it reads the file after the signal),
+				// and signals beyond that are covered by it.
+				slots := make(chan struct{}, 2)
 				for {
 					select {
 					case <-ctx.Done():
 						return nil
 					case <-hup:
-						rl.Reload("SIGHUP") // logs its own outcome
+						select {
+						case slots <- struct{}{}:
+							go func() {
+								defer func() { <-slots }()
+								rl.Reload("SIGHUP") // logs its own outcome
+							}()
+						default:
+						}
 					}
 				}
 			},
@@ -201,7 +230,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 					return cli.Exit(cli.Runtime, fmt.Errorf("cannot listen for callbacks: %w", err))
 				}
 				addrs.callback = ln.Addr().String()
-				callbacks.listener = ln
+				callbacks.listener = callbacks.conns.Listener(ln)
 				return nil
 			},
 			run:   callbacks.serve,
@@ -218,7 +247,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 					return cli.Exit(cli.Runtime, fmt.Errorf("cannot listen for admin: %w", err))
 				}
 				addrs.admin = ln.Addr().String()
-				admin.listener = ln
+				admin.listener = admin.conns.Listener(ln)
 				return nil
 			},
 			run:   admin.serve,
@@ -335,23 +364,25 @@ func casesGate(dirs []string) func(*engine.Engine) error {
 type listener struct {
 	*http.Server
 	listener net.Listener // nil: not listening
+	conns    *server.Conns
 	grace    time.Duration
 }
 
-// httpServer is a listener with reservist's timeouts; budget is the callbacks' response
-// budget, 0 for the admin listener.
-func httpServer(budget time.Duration, logger *slog.Logger) *listener {
+// httpServer is a listener with reservist's timeouts and connection limit; budget is the
+// callbacks' response budget, 0 for the admin listener.
+func httpServer(budget, idle time.Duration, conns *server.Conns, logger *slog.Logger) *listener {
 	s := &http.Server{
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      readTimeout + budget + writeSlack,
-		IdleTimeout:       idleTimeout,
+		IdleTimeout:       idle,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         conns.ConnState,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	// Requests cannot outlive the write timeout by much; the grace only bounds a handler
 	// that is stuck for another reason.
-	return &listener{Server: s, grace: s.WriteTimeout + time.Second}
+	return &listener{Server: s, conns: conns, grace: s.WriteTimeout + time.Second}
 }
 
 func (l *listener) serve(context.Context) error {

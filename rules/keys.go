@@ -18,7 +18,7 @@ var (
 		{Name: "timezone", Doc: "the time zone now is given in, from the tz database (like America/New_York); UTC by default"},
 		{Name: "schedules", Doc: "named opening hours, tested with open(\"NAME\") in expressions"},
 		{Name: "vars", Doc: "constants, used as vars.NAME in expressions and ${ } templates"},
-		{Name: "rules", Doc: "tried top to bottom; the first whose when is true decides"},
+		{Name: "rules", Required: true, Doc: "tried top to bottom; the first whose when is true decides (rules: [] to decide every callback by default)"},
 		{Name: "default", Doc: "what to do when no rule matches (default: do: defer)"},
 		{Name: "on_error", Doc: "what to do when the callback cannot be decided (default: do: defer)"},
 	}

@@ -95,7 +95,14 @@ func (p *parser) parse(set *Set) {
 	if set.Vars == nil {
 		set.Vars = map[string]any{}
 	}
-	if v, ok := top["rules"]; ok {
+	// A file must say `rules:`, and an empty list only in so many words: a file cut short
+	// while it is written (a prefix with no rules yet) must not load as "no rules".
+	switch v, ok := top["rules"]; {
+	case !ok:
+		p.errorf(at(root), "rules is missing; add `rules:` with the list of rules, or `rules: []` to decide every callback by default")
+	case v.value.Kind == yaml.ScalarNode && v.value.Tag == "!!null":
+		p.errorf(at(v.key), "rules has no list; list the rules under it, or write `rules: []` to decide every callback by default")
+	default:
 		set.Rules = p.parseRules(v.value)
 	}
 	set.Default = p.parseFallback(top, "default")

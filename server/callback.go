@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/reservist/reservist/engine"
@@ -39,11 +41,13 @@ var (
 	errUnavailable = respond.New(http.StatusServiceUnavailable, "the decision cannot be kept for later; use the fallback URL")
 )
 
-// Reasons a decision cannot be handed to the outbox; they are logged, not answered.
-var (
-	errNoOutbox = errors.New("no outbox")
-	errNoSids   = errors.New("a REST decision needs the callback's ReservationSid, TaskSid and WorkspaceSid")
-)
+// errNoOutbox is why a decision cannot be handed to the outbox without one; it is logged,
+// not answered.
+var errNoOutbox = errors.New("no outbox")
+
+// lateStoreWait bounds the store's time for a decision that missed the response budget
+// when there is no budget to bound it: past TaskRouter's own 5 seconds nothing waits for it.
+const lateStoreWait = 5 * time.Second
 
 // callback answers assignment callbacks: checks the request in the documented order
 // (method, size, form, signature), decides it, and answers or hands the decision to the
@@ -147,7 +151,11 @@ func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received ti
 			res.outcome = OutcomeDeferred
 		}
 	default:
-		queued, err := c.put(d, received)
+		// The response budget bounds the whole answer, the store's commit included: a
+		// store that cannot commit in time is an outbox that cannot be written.
+		ctx, cancel := c.storeContext(received)
+		queued, err := c.put(ctx, d, received)
+		cancel()
 		switch {
 		case err == nil:
 			respond.Raw(w, http.StatusOK, d.Response())
@@ -157,14 +165,14 @@ func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received ti
 			respond.Raw(w, http.StatusOK, d.Answer())
 			res.via = rules.Response
 			c.log.LogAttrs(context.Background(), slog.LevelWarn, "outbox refused the decision; answering it synchronously instead",
-				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
+				logSid("reservation_sid", "WR", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
 		default:
 			// A delayed decision cannot be answered now: 503 sends TaskRouter to the
 			// Workflow's fallback URL.
 			respond.Err(w, errUnavailable)
 			res.outcome = OutcomeUnavailable
 			c.log.LogAttrs(context.Background(), slog.LevelError, "outbox refused a delayed decision; answered 503",
-				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
+				logSid("reservation_sid", "WR", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
 		}
 	}
 	if d.Rule == "on_error" && (res.outcome == OutcomeAnswered || res.outcome == OutcomeDeferred) {
@@ -184,10 +192,16 @@ func (c *callback) handOver(d *engine.Decision, received time.Time) result {
 	case d.Instruction() == rules.Defer:
 		// {} was the decision anyway.
 	default:
-		queued, err := c.put(d, received)
+		wait := c.budget
+		if wait <= 0 {
+			wait = lateStoreWait
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		queued, err := c.put(ctx, d, received)
+		cancel()
 		if err != nil {
 			c.log.LogAttrs(context.Background(), slog.LevelError, "decision lost: it missed the response budget and the outbox refused it",
-				slog.String("reservation_sid", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
+				logSid("reservation_sid", "WR", d.ReservationSid), slog.String("rule", d.Rule), slog.String("error", err.Error()))
 		}
 		res.duplicate = err == nil && !queued
 	}
@@ -198,9 +212,9 @@ func (c *callback) handOver(d *engine.Decision, received time.Time) result {
 // attributes.
 func (c *callback) record(d *engine.Decision, res result, took time.Duration) {
 	attrs := [...]slog.Attr{
-		slog.String("reservation_sid", d.ReservationSid),
-		slog.String("task_sid", d.TaskSid),
-		slog.String("worker_sid", d.WorkerSid),
+		logSid("reservation_sid", "WR", d.ReservationSid),
+		logSid("task_sid", "WT", d.TaskSid),
+		logSid("worker_sid", "WK", d.WorkerSid),
 		slog.String("rule", d.Rule),
 		slog.String("instruction", d.Instruction()),
 		slog.String("via", string(res.via)),
@@ -239,7 +253,7 @@ func (c *callback) refuse(w http.ResponseWriter, r *http.Request, err error, rec
 	c.metrics.callback("", "", OutcomeBadRequest, time.Since(received))
 	c.log.LogAttrs(context.Background(), slog.LevelInfo, "callback refused",
 		slog.Int("status", respond.StatusOf(err)), slog.String("reason", err.Error()),
-		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
+		slog.String("method", clip(r.Method, 16)), slog.String("path", clip(r.URL.Path, maxLogged)), slog.String("remote", r.RemoteAddr))
 }
 
 // params reads the callback's parameters: a POST's form body, a GET's query string.
@@ -389,17 +403,41 @@ func (b *budget) settle() time.Time {
 	return b.expired
 }
 
-// put hands a decision to the outbox. One that does not name its reservation cannot go by
-// REST, which is the same for the callback as an outbox that cannot store it: TaskRouter
-// always sends the SIDs, so only a hand-made callback lacks them.
-func (c *callback) put(d *engine.Decision, received time.Time) (queued bool, err error) {
+// storeContext bounds the outbox's write of a decision by the response budget, counted
+// from the callback's arrival.
+func (c *callback) storeContext(received time.Time) (context.Context, context.CancelFunc) {
+	if c.budget <= 0 {
+		return context.WithTimeout(context.Background(), lateStoreWait)
+	}
+	return context.WithDeadline(context.Background(), received.Add(c.budget))
+}
+
+// put hands a decision to the outbox. One whose SIDs are missing or of the wrong shape
+// cannot go by REST, which is the same for the callback as an outbox that cannot store it:
+// TaskRouter always sends them, so only a hand-made callback lacks them, and the check by
+// shape keeps an oversized value from ever reaching the store (docs/http.md).
+func (c *callback) put(ctx context.Context, d *engine.Decision, received time.Time) (queued bool, err error) {
 	if c.outbox == nil {
 		return false, errNoOutbox
 	}
-	if d.ReservationSid == "" || d.TaskSid == "" || d.WorkspaceSid == "" {
-		return false, errNoSids
+	a := d.Outbox(received, c.timeout)
+	a.Private = privateParams(d.Action)
+	if err := a.Validate(); err != nil {
+		return false, err
 	}
-	return c.outbox.Put(context.Background(), d.Outbox(received, c.timeout))
+	return c.outbox.Put(ctx, a)
+}
+
+// privateParams are the REST names of the action's parameters that come from templates:
+// they may hold attributes, which logs show only when they are SIDs.
+func privateParams(a *rules.Action) []string {
+	var out []string
+	for _, p := range a.With {
+		if !p.Const {
+			out = append(out, p.Field.REST)
+		}
+	}
+	return out
 }
 
 // reportProblems counts and logs what went wrong deciding, with the ReservationSid and
@@ -408,28 +446,29 @@ func (c *callback) reportProblems(d *engine.Decision) {
 	for _, re := range d.RuleErrors {
 		c.metrics.ruleErrors.WithLabelValues(re.Rule).Inc()
 		c.log.LogAttrs(context.Background(), slog.LevelWarn, "rule condition failed; the rule did not match",
-			slog.String("reservation_sid", d.ReservationSid), slog.String("rule", re.Rule),
+			logSid("reservation_sid", "WR", d.ReservationSid), slog.String("rule", re.Rule),
 			slog.String("error", redact(re.Err.Error())))
 	}
 	if d.Err != nil {
 		c.log.LogAttrs(context.Background(), slog.LevelWarn, "callback cannot be decided; on_error answers",
-			slog.String("reservation_sid", d.ReservationSid), slog.String("error", redact(d.Err.Error())))
+			logSid("reservation_sid", "WR", d.ReservationSid), slog.String("error", redact(d.Err.Error())))
 	}
 }
 
 // logForbidden says which URL the signature was checked against and, when the request
 // reached reservist under another scheme or host, that this is the likely cause.
 func (c *callback) logForbidden(r *http.Request, validated string, params url.Values) {
+	// Everything here comes from a request nobody vouched for: bounded, and the SID by shape.
 	attrs := []slog.Attr{
-		slog.String("url", validated),
+		slog.String("url", clip(validated, maxLogged)),
 		slog.Bool("signature_present", r.Header.Get(SignatureHeader) != ""),
-		slog.String("reservation_sid", params.Get(engine.ParamReservationSid)),
+		logSid("reservation_sid", "WR", params.Get(engine.ParamReservationSid)),
 		slog.String("remote", r.RemoteAddr),
 	}
 	seen := requestBase(r)
 	switch {
 	case c.public != nil && !strings.EqualFold(seen, c.public.Scheme+"://"+c.public.Host):
-		attrs = append(attrs, slog.String("request_url", seen+r.URL.RequestURI()),
+		attrs = append(attrs, slog.String("request_url", clip(seen+r.URL.RequestURI(), maxLogged)),
 			slog.String("hint", "the request arrived under another scheme or host than --public-url; a proxy changing them is the usual cause, and --public-url must be the URL TaskRouter calls"))
 	case c.public == nil && (r.Header.Get("X-Forwarded-Proto") != "" || r.Header.Get("X-Forwarded-Host") != ""):
 		attrs = append(attrs, slog.String("hint", "the request came through a proxy (X-Forwarded-* headers, which are not trusted); set --public-url to the scheme://host TaskRouter calls"))
@@ -458,4 +497,28 @@ func redact(s string) string {
 		s = s[:max] + "…"
 	}
 	return s
+}
+
+// maxLogged bounds a value from a request in the log.
+const maxLogged = 256
+
+// clip bounds s to about n bytes, cut at a character boundary and marked when cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// logSid is a SID for the log: as it is when it has the shape of one (prefix and 32 hex
+// digits) or is empty; otherwise a bounded, marked excerpt, so that an oversized or odd
+// value sent by anyone cannot fill the log.
+func logSid(key, prefix, s string) slog.Attr {
+	if s == "" || outbox.ValidSid(prefix, s) {
+		return slog.String(key, s)
+	}
+	return slog.String(key, "not a SID ("+strconv.Itoa(len(s))+" bytes): "+strconv.QuoteToASCII(clip(s, 40)))
 }

@@ -118,7 +118,7 @@ func newHarness(t testing.TB, configure ...func(*Options)) *harness {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewJSONHandler(h.log, nil))
-	rl, err := reload.New(h.rulesFile, reload.Options{Logger: logger})
+	rl, err := reload.New(h.rulesFile, reload.Options{Logger: logger, Settle: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,9 @@ func writeFile(path, content string) error { return os.WriteFile(path, []byte(co
 // newRecorder serves one request without a network.
 func newRecorder(h http.Handler, method, target string) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
+	req := httptest.NewRequest(method, target, nil)
+	req.Host = "127.0.0.1:9090" // as an operator's curl addresses the admin listener
+	h.ServeHTTP(rec, req)
 	return rec
 }
 

@@ -25,9 +25,12 @@ func (s *Server) Callbacks() http.Handler {
 }
 
 // Admin is the admin listener's handler: metrics, reloads, the rules status and the
-// playground.
+// playground. Everything on it is unauthenticated, so every route answers only requests
+// addressed to localhost or an IP address, and its POST endpoints refuse cross-site ones
+// (see middleware.go).
 func (s *Server) Admin() http.Handler {
 	r := newRouter(s.o.Logger)
+	r.Use(localOnly, sameOrigin)
 	if s.o.Gatherer != nil {
 		r.Handle("/metrics", s.metricsHandler())
 	}
@@ -35,7 +38,7 @@ func (s *Server) Admin() http.Handler {
 	r.Get("/rules", handleRules(s.o.Rules).ServeHTTP)
 	if pg := s.o.Playground; pg != nil {
 		r.Group(func(r chi.Router) {
-			r.Use(localOnly, noStore)
+			r.Use(noStore)
 			r.Get("/", pg.Page().ServeHTTP)
 			r.Handle("/static/*", http.StripPrefix("/static/", pg.Static()))
 			r.Get("/recent", pg.Recent().ServeHTTP)

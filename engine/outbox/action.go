@@ -2,10 +2,12 @@ package outbox
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -22,6 +24,10 @@ type Action struct {
 	Rule string `json:"rule,omitempty"`
 	// Params are the parameters of the reservation update, by their REST names.
 	Params Params `json:"params"`
+	// Private names the parameters whose values came from the callback (a rule's ${ }
+	// templates): they can hold attributes, which are personal data, so logs show them only
+	// when they are SIDs (see LogParams).
+	Private []string `json:"private,omitempty"`
 	// Received is the callback's time: when TaskRouter created the reservation.
 	Received time.Time `json:"received"`
 	// Due is the earliest time to send: Received plus the rule's delay.
@@ -102,4 +108,96 @@ func (p Params) Clone() Params {
 		out[k] = v
 	}
 	return out
+}
+
+// ErrInvalidAction is wrapped by the error Validate returns; Put refuses such an action
+// before it reaches the store.
+var ErrInvalidAction = errors.New("outbox: invalid action")
+
+// ValidSid reports whether s is a Twilio SID with the given two-letter prefix: the prefix
+// and 32 hex digits (either case). A callback's SIDs are checked by this shape before an
+// action is stored, so that an oversized or odd value never reaches the store, the REST
+// path or the logs.
+func ValidSid(prefix, s string) bool {
+	if len(s) != 34 || s[:2] != prefix {
+		return false
+	}
+	for i := 2; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// isSid reports whether s has the shape of any Twilio SID: two upper-case letters and 32
+// hex digits.
+func isSid(s string) bool {
+	return len(s) == 34 && 'A' <= s[0] && s[0] <= 'Z' && 'A' <= s[1] && s[1] <= 'Z' && ValidSid(s[:2], s)
+}
+
+// Validate says why an action cannot be stored: a missing or malformed SID (ReservationSid
+// WR…, TaskSid WT…, WorkspaceSid WS…, and WorkerSid WK… and WorkflowSid WW… when given), no
+// parameters, or no deadline. Every backend's Put calls it first, so that one bad action is
+// refused on its own and never fails the others stored with it.
+func (a Action) Validate() error {
+	for _, f := range [...]struct {
+		name, prefix, value string
+		required            bool
+	}{
+		{"ReservationSid", "WR", a.ReservationSid, true},
+		{"TaskSid", "WT", a.TaskSid, true},
+		{"WorkspaceSid", "WS", a.WorkspaceSid, true},
+		{"WorkerSid", "WK", a.WorkerSid, false},
+		{"WorkflowSid", "WW", a.WorkflowSid, false},
+	} {
+		switch {
+		case f.value == "" && f.required:
+			return fmt.Errorf("%w: no %s", ErrInvalidAction, f.name)
+		case f.value != "" && !ValidSid(f.prefix, f.value):
+			return fmt.Errorf("%w: %s is not %s followed by 32 hex digits", ErrInvalidAction, f.name, f.prefix)
+		}
+	}
+	if len(a.Params) == 0 {
+		return fmt.Errorf("%w: no parameters", ErrInvalidAction)
+	}
+	if a.Deadline.IsZero() {
+		return fmt.Errorf("%w: no deadline", ErrInvalidAction)
+	}
+	return nil
+}
+
+// Redacted stands in the logs for a private parameter's value.
+const Redacted = "[redacted]"
+
+// LogParams are the action's parameters as logs may show them: as TaskRouter receives
+// them, with every private value that is not a SID replaced by Redacted.
+func (a Action) LogParams() url.Values {
+	form := a.Params.Form()
+	for _, name := range a.Private {
+		vals, ok := form[name]
+		if !ok {
+			continue
+		}
+		for i, v := range vals {
+			if !isSid(v) {
+				vals[i] = Redacted
+			}
+		}
+	}
+	return form
+}
+
+// scrub removes the action's private values from text that may quote them, such as an
+// error message TaskRouter sent back about a parameter.
+func (a Action) scrub(s string) string {
+	for _, name := range a.Private {
+		for _, v := range a.Params.Form()[name] {
+			if len(v) >= 3 && !isSid(v) {
+				s = strings.ReplaceAll(s, v, Redacted)
+			}
+		}
+	}
+	return s
 }

@@ -14,7 +14,7 @@ import (
 // Outcome is how one attempt at an action ended.
 type Outcome int
 
-// The outcomes of Carrier.Try. Every one but Retry and Interrupted ends the action.
+// The outcomes of Carrier.Try. Every one but Retried, Held and Interrupted ends the action.
 const (
 	Sent        Outcome = iota // TaskRouter took it
 	Retried                    // it failed in a way worth retrying: try again at Step.Next
@@ -22,6 +22,7 @@ const (
 	Abandoned                  // the reservation's deadline passed first
 	DryRun                     // no credentials: logged and dropped
 	Interrupted                // the caller's context ended during the call: still pending
+	Held                       // not attempted: every call is held back until Step.Next (see gate)
 )
 
 // result is the outcome's label value of reservist_rest_calls_total.
@@ -42,9 +43,10 @@ func (o Outcome) result() string {
 }
 
 // Ends reports whether the action is finished: nothing more will be tried.
-func (o Outcome) Ends() bool { return o != Retried && o != Interrupted }
+func (o Outcome) Ends() bool { return o != Retried && o != Interrupted && o != Held }
 
-// Step is the outcome of an attempt and, for Retried, when to try again.
+// Step is the outcome of an attempt and, for Retried and Held, when to try again. A Held
+// step is no attempt: the next one has the same attempt number.
 type Step struct {
 	Outcome Outcome
 	Next    time.Time
@@ -66,6 +68,12 @@ type CarrierOptions struct {
 	// says so. Defaults DefaultBackoffBase and DefaultBackoffMax.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
+	// BreakerThreshold, BreakerCooldown and BreakerMaxCooldown tune the limiter every call
+	// passes (see gate); defaults DefaultBreakerThreshold, DefaultBreakerCooldown and
+	// DefaultBreakerMaxCooldown.
+	BreakerThreshold   int
+	BreakerCooldown    time.Duration
+	BreakerMaxCooldown time.Duration
 }
 
 // Defaults for CarrierOptions.
@@ -74,10 +82,16 @@ const (
 	DefaultBackoffMax  = 15 * time.Second
 )
 
+// retryLogEvery is how often, at most, a retry is logged: against a failing TaskRouter
+// every pending action retries, and one line a second with a count says as much.
+const retryLogEvery = time.Second
+
 // Carrier makes one attempt at an action and decides what follows from TaskRouter's answer:
 // done, retry at a time, failed for good, or abandoned at the deadline. Both backends carry
-// actions out through it, so that they log, count and retry alike; they only keep the
-// outcome. It is safe for concurrent use.
+// actions out through it, so that they log, count, retry and hold back alike; they only
+// keep the outcome. Every call of the process passes one gate: a 429 pauses them all, and
+// failures in a row open a circuit breaker that lets one probe through per cooldown. It is
+// safe for concurrent use.
 type Carrier struct {
 	sender      Sender
 	log         *slog.Logger
@@ -85,6 +99,8 @@ type Carrier struct {
 	clock       Clock
 	backoffBase time.Duration
 	backoffMax  time.Duration
+	gate        *gate
+	retryLines  sampler
 
 	unauthorized atomic.Bool
 }
@@ -92,7 +108,7 @@ type Carrier struct {
 // NewCarrier returns a Carrier.
 func NewCarrier(o CarrierOptions) *Carrier {
 	c := &Carrier{sender: o.Sender, log: o.Logger, metrics: o.Metrics, clock: o.Clock,
-		backoffBase: o.BackoffBase, backoffMax: o.BackoffMax}
+		backoffBase: o.BackoffBase, backoffMax: o.BackoffMax, retryLines: sampler{every: retryLogEvery}}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -109,8 +125,28 @@ func NewCarrier(o CarrierOptions) *Carrier {
 		c.backoffMax = DefaultBackoffMax
 	}
 	c.backoffMax = max(c.backoffMax, c.backoffBase)
+	g := &gate{threshold: o.BreakerThreshold, base: o.BreakerCooldown, max: o.BreakerMaxCooldown,
+		log: c.log, metrics: c.metrics}
+	if g.threshold <= 0 {
+		g.threshold = DefaultBreakerThreshold
+	}
+	if g.base <= 0 {
+		g.base = DefaultBreakerCooldown
+	}
+	if g.max <= 0 {
+		g.max = DefaultBreakerMaxCooldown
+	}
+	g.max = max(g.max, g.base)
+	c.gate = g
+	c.metrics.gate.Store(g)
 	return c
 }
+
+// HeldUntil is zero when a call may start at now, else the time before which every call
+// is held back (a 429's pause, an open circuit breaker). A backend's scheduler asks it
+// before it picks actions, so that it sleeps through a pause instead of handing Try actions
+// that would only be held; Try checks again.
+func (c *Carrier) HeldUntil(now time.Time) time.Time { return c.gate.heldUntil(now) }
 
 // Clock is the carrier's clock, for the backend that schedules its steps.
 func (c *Carrier) Clock() Clock { return c.clock }
@@ -127,7 +163,8 @@ func (c *Carrier) Unauthorized() bool { return c.unauthorized.Load() }
 
 // Try makes attempt number attempt (from 0) at a and says what follows. keep stores the
 // step's outcome in the backend before Try logs and counts it, so that whoever sees the
-// count finds the outcome kept.
+// count finds the outcome kept. While every call is held back, Try sends nothing and
+// returns Held with the time to try again.
 func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step)) Step {
 	now := c.clock.Now()
 	if now.After(a.Deadline) {
@@ -135,13 +172,25 @@ func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step
 	}
 	if c.sender == nil {
 		keep(Step{Outcome: DryRun})
-		c.log.Info("dry-run", append(Attrs(a), slog.Any("params", a.Params.Form()))...)
+		c.log.Info("dry-run", append(Attrs(a), slog.Any("params", a.LogParams()))...)
 		c.metrics.count(DryRun)
 		return Step{Outcome: DryRun}
+	}
+	t, ok, until := c.gate.admit(now)
+	if !ok {
+		if until.After(a.Deadline) {
+			return c.Abandon(a, attempt, "every call is held back past the deadline (TaskRouter answered 429, or failed until the circuit breaker opened)", keep)
+		}
+		step := Step{Outcome: Held, Next: until}
+		keep(step)
+		return step
 	}
 
 	err := c.sender.Send(ctx, a)
 	now = c.clock.Now()
+	var he *HTTPError
+	isHTTP := errors.As(err, &he)
+	c.gate.done(t, now, classify(ctx, err, he), retryAfter(he), scrubbed(a, err))
 	if err == nil {
 		step := Step{Outcome: Sent}
 		keep(step)
@@ -149,7 +198,7 @@ func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step
 		c.metrics.count(Sent)
 		c.metrics.delay.Observe(delay.Seconds())
 		c.log.Info("outbox action sent", append(Attrs(a),
-			slog.Int("attempt", attempt+1), slog.Duration("delay", delay))...)
+			slog.Int("attempt", attempt+1), slog.Float64("delay_seconds", delay.Seconds()))...)
 		return step
 	}
 	if ctx.Err() != nil {
@@ -158,18 +207,16 @@ func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step
 		return step
 	}
 
-	var he *HTTPError
-	isHTTP := errors.As(err, &he)
 	if isHTTP && (he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden) {
 		c.unauthorized.Store(true)
 	}
 	if Judge(err) == Final {
 		step := Step{Outcome: Failed}
 		keep(step)
-		attrs := append(Attrs(a), slog.Int("attempt", attempt+1), slog.Any("error", err))
+		attrs := append(Attrs(a), slog.Int("attempt", attempt+1), slog.Any("error", scrubbed(a, err)))
 		if isHTTP {
 			attrs = append(attrs, slog.Int("status", he.StatusCode), slog.Int("twilio_code", he.Code),
-				slog.String("twilio_message", he.Message))
+				slog.String("twilio_message", a.scrub(he.Message)))
 		}
 		c.log.Error("outbox action failed", attrs...)
 		c.metrics.count(Failed)
@@ -181,15 +228,53 @@ func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step
 		wait = he.RetryAfter
 	}
 	next := now.Add(wait)
+	if held := c.gate.heldUntil(now); held.After(next) {
+		next, wait = held, held.Sub(now) // this failure may have opened the breaker
+	}
 	if next.After(a.Deadline) {
-		return c.Abandon(a, attempt+1, fmt.Sprintf("next attempt would be after the deadline: %v", err), keep)
+		return c.Abandon(a, attempt+1, fmt.Sprintf("next attempt would be after the deadline: %v", scrubbed(a, err)), keep)
 	}
 	step := Step{Outcome: Retried, Next: next}
 	keep(step)
 	c.metrics.count(Retried)
-	c.log.Warn("outbox action will be retried", append(Attrs(a),
-		slog.Int("attempt", attempt+1), slog.Duration("wait", wait), slog.Any("error", err))...)
+	if ok, n := c.retryLines.allow(now); ok {
+		c.log.Warn("outbox action will be retried", append(Attrs(a),
+			slog.Int("attempt", attempt+1), slog.Float64("wait_seconds", wait.Seconds()), slog.Any("error", scrubbed(a, err)),
+			slog.Int("retries_not_logged", n))...)
+	}
 	return step
+}
+
+// classify is what a call's end tells the gate about TaskRouter.
+func classify(ctx context.Context, err error, he *HTTPError) callResult {
+	switch {
+	case err == nil:
+		return callWorked
+	case ctx.Err() != nil, errors.Is(err, ErrInvalidParams):
+		return callNeutral // no answer, or no call at all
+	case he == nil:
+		return callFailed // a network error
+	case he.StatusCode == http.StatusTooManyRequests:
+		return callThrottled
+	case he.StatusCode >= 500:
+		return callFailed
+	}
+	return callWorked // a 4xx about the action: TaskRouter works
+}
+
+func retryAfter(he *HTTPError) time.Duration {
+	if he == nil {
+		return 0
+	}
+	return he.RetryAfter
+}
+
+// scrubbed is err for the log, without the action's private values.
+func scrubbed(a Action, err error) error {
+	if err == nil || len(a.Private) == 0 {
+		return err
+	}
+	return errors.New(a.scrub(err.Error()))
 }
 
 // Abandon gives an action up, its deadline passed or passing before the next attempt, and

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,10 +17,21 @@ const (
 	ResultDryRun     = "dry_run"
 )
 
+// Values of the reason label of reservist_rest_pauses_total.
+const (
+	PauseRetryAfter = "retry_after" // a 429 paused every call
+	PauseBreaker    = "breaker"     // failures in a row opened the circuit breaker
+)
+
 // Metrics are the outbox's Prometheus metrics, shared by the Carrier and the backend.
 type Metrics struct {
-	calls *prometheus.CounterVec
-	delay prometheus.Histogram
+	calls       *prometheus.CounterVec
+	delay       prometheus.Histogram
+	storeErrors *prometheus.CounterVec
+	storeUp     prometheus.Gauge
+	pauses      *prometheus.CounterVec
+	paused      prometheus.GaugeFunc
+	gate        atomic.Pointer[gate] // the carrier's, for paused
 }
 
 // NewMetrics creates the metrics; Register exposes them.
@@ -35,25 +47,63 @@ func NewMetrics() *Metrics {
 			// From an immediate call to the default 120s reservation timeout.
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 		}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reservist_outbox_store_errors_total",
+			Help: "Outbox store operations that failed, by op: put (storing a new action failed or missed the response budget), finish (recording an outcome failed; retried), check (the store's file removed or replaced, a commit stuck, a probe failed).",
+		}, []string{"op"}),
+		storeUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "reservist_outbox_store_up",
+			Help: "Whether the outbox store works (1) or its last operation failed (0); /readyz is 503 while it is 0.",
+		}),
+		pauses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reservist_rest_pauses_total",
+			Help: "Times every REST call was held back, by reason: retry_after (a 429) or breaker (failures in a row opened the circuit breaker).",
+		}, []string{"reason"}),
 	}
-	// Every result shows from the start, at zero, so that rate() and alerts work before
-	// the first occurrence.
+	m.paused = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "reservist_rest_paused",
+		Help: "Whether REST calls are held back now (1): by a 429's pause or an open circuit breaker.",
+	}, func() float64 {
+		if g := m.gate.Load(); g != nil && g.held(time.Now()) {
+			return 1
+		}
+		return 0
+	})
+	// Every label value shows from the start, at zero, so that rate() and alerts work
+	// before the first occurrence.
 	for _, r := range []string{ResultOK, ResultRetry, ResultFinalError, ResultAbandoned, ResultDryRun} {
 		m.calls.WithLabelValues(r)
 	}
+	for _, op := range []string{StoreOpPut, StoreOpFinish, StoreOpCheck} {
+		m.storeErrors.WithLabelValues(op)
+	}
+	for _, r := range []string{PauseRetryAfter, PauseBreaker} {
+		m.pauses.WithLabelValues(r)
+	}
+	m.storeUp.Set(1)
 	return m
 }
 
-// Register adds the metrics to reg.
-func (m *Metrics) Register(reg prometheus.Registerer) error {
-	if err := reg.Register(m.calls); err != nil {
-		return err
+// Register adds the metrics to reg, all of them or, on an error, none.
+func (m *Metrics) Register(reg prometheus.Registerer) error { return reg.Register(m) }
+
+// collectors are the metrics, as one Collector so that they register together.
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.calls, m.delay, m.storeErrors, m.storeUp, m.pauses, m.paused}
+}
+
+// Describe is prometheus.Collector's.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.collectors() {
+		c.Describe(ch)
 	}
-	if err := reg.Register(m.delay); err != nil {
-		reg.Unregister(m.calls)
-		return err
+}
+
+// Collect is prometheus.Collector's.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.collectors() {
+		c.Collect(ch)
 	}
-	return nil
 }
 
 // count counts one attempt's outcome; Interrupted is not counted.

@@ -19,15 +19,24 @@ import (
 type Outbox interface {
 	// Put stores a durably before it returns. queued is false, and nothing changes, when an
 	// action for the same ReservationSid is known already: pending, or finished and not yet
-	// past its deadline. When ctx ends first Put fails, and the caller must answer the
-	// callback as if the outbox could not be written.
+	// past its deadline. An action that fails Validate is refused before it reaches the
+	// store, and never fails another one stored with it.
+	//
+	// When ctx ends first Put fails, and the caller must answer the callback as if the
+	// outbox could not be written (docs/http.md: synchronously, or 503 with a delay). The
+	// callback's response budget is ctx's deadline, so that a slow store cannot hold the
+	// answer past it. An action whose write still lands after its caller gave up is
+	// withdrawn, never carried out: the callback has been answered another way. (Only a
+	// process that dies between that write and its withdrawal carries it out after a
+	// restart, which is the at-least-once case of docs/outbox.md.)
 	Put(ctx context.Context, a Action) (queued bool, err error)
 	// Run carries out due actions until ctx is done, then gives the calls in flight a
 	// bounded time to finish and returns. What it did not carry out stays stored.
 	Run(ctx context.Context) error
 	// Stats says how much is pending, for the metrics.
 	Stats(ctx context.Context) (Stats, error)
-	// Ready is nil while Put can store actions, else why it cannot.
+	// Ready is nil while Put can store actions, else why it cannot: closed, or the store
+	// failing (see StoreHealth). /readyz is 503 while it is not nil.
 	Ready() error
 	// Unauthorized reports whether TaskRouter refused the REST credentials (401 or 403).
 	Unauthorized() bool

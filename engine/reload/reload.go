@@ -1,6 +1,13 @@
 // Package reload keeps the active rules: it loads rules.yaml, swaps a new rule set in only
-// when it is fully valid (and passes the optional gate), watches the file for changes, and
-// reports what serves and why a reload failed.
+// when it is fully valid (and passes the optional gate) and its content has not changed for a
+// settle time, watches the file for changes, and reports what serves and why a
+// reload failed.
+//
+// No reload waits on another, and none holds a lock while it reads the file, waits for it
+// to settle, parses it or runs the gate: those happen outside, and the swap at the end
+// takes the newest read. Only regular files of at most MaxFileSize are read (ReadFile), so
+// that a FIFO, a device or a huge file at the path cannot hold a reload, readiness or
+// shutdown.
 package reload
 
 import (
@@ -88,6 +95,12 @@ type Options struct {
 	Logger *slog.Logger
 	Now    func() time.Time // clock; time.Now by default
 
+	// Settle is how far apart two reads of the file must agree before its content replaces
+	// the serving rules, so that a file still being written (in place, in chunks) is never
+	// loaded half-written; DefaultSettle when zero. A file that keeps changing for
+	// MaxSettle is a failed reload.
+	Settle time.Duration
+
 	// Gate vets a valid new rule set before it replaces the serving one; an error refuses it
 	// exactly like a bad file. The serve command plugs the --reload-cases golden cases in
 	// here, which keeps this package ignorant of case files. It also vets the first load, so
@@ -122,6 +135,13 @@ type Source interface {
 
 var _ Source = (*Reloader)(nil)
 
+// DefaultSettle is Options.Settle's default.
+const DefaultSettle = 250 * time.Millisecond
+
+// MaxSettle bounds the wait for a file that keeps changing before the reload gives up, so
+// that a reload (and a POST /-/reload, and the shutdown that waits for it) ends soon.
+const MaxSettle = 2 * time.Second
+
 // Reloader holds the active rules and replaces them on Reload or when Watch sees the file
 // change. It is safe for concurrent use.
 type Reloader struct {
@@ -130,13 +150,14 @@ type Reloader struct {
 
 	current atomic.Pointer[Rules]
 
-	// loadMu serialises loads. It is separate from mu so that Status (and so /readyz and
-	// /metrics) never waits for a big file to parse or a gate to run.
-	loadMu sync.Mutex
-	tried  string // checksum key of the content last tried; see read
+	// reads numbers reloads in the order they began reading: the swap of an older read
+	// never replaces what a newer one has applied.
+	reads atomic.Uint64
 
-	mu     sync.Mutex // guards status
-	status Status
+	mu      sync.Mutex // guards what follows; never held while reading or compiling
+	status  Status
+	tried   string // checksum key of the content the watcher last tried; see read
+	applied uint64 // the read whose outcome serves now
 
 	// testHookChecked is called after each look Watch takes at the file, the first one
 	// once it watches; tests wait on it instead of sleeping.
@@ -152,8 +173,11 @@ func New(path string, opts Options) (*Reloader, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Settle <= 0 {
+		opts.Settle = DefaultSettle
+	}
 	r := &Reloader{path: path, opts: opts}
-	data, key, err := r.read()
+	data, key, err := r.read(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -183,32 +207,76 @@ func (r *Reloader) Status() Status {
 // a good file loads. Unlike the watcher it always tries, even content that failed before:
 // a person asked. reason ("SIGHUP", "api", …) goes to the log.
 func (r *Reloader) Reload(reason string) error {
-	r.loadMu.Lock()
-	defer r.loadMu.Unlock()
-	data, key, err := r.read()
+	seq := r.reads.Add(1)
+	data, key, err := r.read(func(key string) bool { return key == r.Current().Revision() })
+	r.mu.Lock()
 	r.tried = key
-	return r.apply(reason, data, key, err)
+	r.mu.Unlock()
+	return r.apply(seq, reason, data, key, err)
 }
 
 // reloadIfChanged is Reload for the watcher: it skips content already tried, so a bad file
 // is logged once rather than on every poll, while a fixed file is still picked up. It
 // reports whether it tried.
 func (r *Reloader) reloadIfChanged(reason string) (bool, error) {
-	r.loadMu.Lock()
-	defer r.loadMu.Unlock()
-	data, key, err := r.read()
-	if key == r.tried {
+	seq := r.reads.Add(1)
+	tried := func(key string) bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return key == r.tried
+	}
+	data, key, err := r.read(tried)
+	if tried(key) {
 		return false, nil
 	}
+	r.mu.Lock()
 	r.tried = key
-	return true, r.apply(reason, data, key, err)
+	r.mu.Unlock()
+	return true, r.apply(seq, reason, data, key, err)
 }
 
-// read returns the file's content (following symlinks, as a ConfigMap's are) and a key for
-// it: the hex sha256, which is also the rules revision, or the error text when it cannot be
-// read, so the same missing file is not reported on every poll either.
-func (r *Reloader) read() (data []byte, key string, err error) {
-	data, err = os.ReadFile(r.path)
+// read returns the file's content (following symlinks, as a ConfigMap's are) once it has not
+// changed for a settle time — its modification time is that old, or two reads that far apart
+// agree — with a key for it: the hex sha256, which is also the rules
+// revision, or the error text when it cannot be read, so the same missing file is not
+// reported on every poll either. A first read whose key done accepts (content that serves
+// or was tried already) is returned at once: nothing would change.
+func (r *Reloader) read(done func(key string) bool) (data []byte, key string, err error) {
+	data, key, err = readOnce(r.path)
+	if done != nil && done(key) {
+		return data, key, err
+	}
+	if err == nil && r.unchangedFor(r.opts.Settle) {
+		// Not written to for a settle time, as seen after the read: a second read could
+		// only agree. Most looks at the file, and every start on a file at rest, end here.
+		return data, key, err
+	}
+	for deadline := time.Now().Add(MaxSettle); time.Now().Before(deadline); {
+		time.Sleep(r.opts.Settle)
+		again, againKey, againErr := readOnce(r.path)
+		if againKey == key {
+			return again, againKey, againErr
+		}
+		data, key, err = again, againKey, againErr
+	}
+	err = fmt.Errorf("read rules: %s kept changing: it is loaded once two reads %v apart agree", r.path, r.opts.Settle)
+	return nil, "error: " + err.Error(), err
+}
+
+// unchangedFor reports whether the file (through any symlinks) was last modified at least d
+// ago. A time in the future, as a network file system's clock may give, counts as changed.
+func (r *Reloader) unchangedFor(d time.Duration) bool {
+	fi, err := os.Stat(r.path)
+	if err != nil {
+		return false
+	}
+	age := time.Since(fi.ModTime())
+	return age >= d
+}
+
+// readOnce reads the file once, with its key.
+func readOnce(path string) ([]byte, string, error) {
+	data, err := ReadFile(path)
 	if err != nil {
 		err = fmt.Errorf("read rules: %w", err)
 		return nil, "error: " + err.Error(), err
@@ -232,16 +300,20 @@ func (r *Reloader) compile(data []byte) (*engine.Engine, error) {
 	return e, nil
 }
 
-// apply swaps in the content read (or records why it could not be). loadMu must be held.
-func (r *Reloader) apply(reason string, data []byte, key string, err error) error {
+// apply compiles the content read by reload number seq and swaps it in, or records why it
+// could not be. Compiling happens outside the lock; a read older than the one that serves
+// now changes nothing.
+func (r *Reloader) apply(seq uint64, reason string, data []byte, key string, err error) error {
 	start := r.opts.Now()
-	old := r.current.Load()
 	// The revision is the file's sha256, so equal keys mean the same rules: nothing to
 	// parse, gate or swap, but a stale status is cleared (the bad file was reverted).
-	if err == nil && key == old.Revision() {
+	if err == nil && key == r.Current().Revision() {
 		r.mu.Lock()
-		r.succeeded(start)
-		r.mu.Unlock()
+		defer r.mu.Unlock()
+		if seq > r.applied {
+			r.applied = seq
+			r.succeeded(start, reason)
+		}
 		return nil
 	}
 	var e *engine.Engine
@@ -251,6 +323,11 @@ func (r *Reloader) apply(reason string, data []byte, key string, err error) erro
 	now := r.opts.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if seq < r.applied {
+		// A newer read has been applied meanwhile: it stands.
+		return err
+	}
+	r.applied = seq
 	if err != nil {
 		r.status.LastAttemptAt = now
 		r.status.Stale, r.status.LastError = true, err
@@ -263,17 +340,27 @@ func (r *Reloader) apply(reason string, data []byte, key string, err error) erro
 			"revision", r.status.Revision, "errors", rules.ErrorLines(err))
 		return err
 	}
+	old := r.current.Load()
 	r.current.Store(newRules(e, now))
 	r.status.Revision, r.status.LoadedAt = e.Set().Revision, now
-	r.succeeded(now)
+	r.succeeded(now, reason)
 	r.opts.Logger.Info("rules reloaded", "reason", reason, "path", r.path,
 		"revision", e.Set().Revision, "previous_revision", old.Revision(),
-		"rules", len(e.Set().Rules), "took", now.Sub(start))
+		"rules", len(e.Set().Rules), "took_seconds", now.Sub(start).Seconds())
+	// A file that lost most of its rules is more often a mistake (a truncated copy, a bad
+	// merge) than a decision; it serves, since it is valid, but says so.
+	if was, is := len(old.Engine.Set().Rules), len(e.Set().Rules); 2*is < was {
+		r.opts.Logger.Warn("the reloaded rules have far fewer rules than before; check that the file is complete",
+			"path", r.path, "rules", is, "previous_rules", was, "revision", e.Set().Revision)
+	}
 	return nil
 }
 
 // succeeded records a successful reload; mu must be held.
-func (r *Reloader) succeeded(now time.Time) {
+func (r *Reloader) succeeded(now time.Time, reason string) {
+	if r.status.Stale {
+		r.opts.Logger.Info("rules reload recovered: the file loads again after a failed reload", "reason", reason, "path", r.path)
+	}
 	r.status.LastAttemptAt, r.status.LastSuccessAt = now, now
 	r.status.Stale, r.status.LastError = false, nil
 	r.status.Succeeded++

@@ -85,9 +85,13 @@ func revision(content string) string {
 	return set.Revision
 }
 
-// newReloader writes content to rules.yaml in a fresh directory and loads it.
+// newReloader writes content to rules.yaml in a fresh directory and loads it. The settle
+// time defaults to a few milliseconds: these tests write whole files at once.
 func newReloader(t testing.TB, content string, opts Options) (*Reloader, string) {
 	t.Helper()
+	if opts.Settle == 0 {
+		opts.Settle = 5 * time.Millisecond
+	}
 	path := filepath.Join(t.TempDir(), "rules.yaml")
 	writeFile(t, path, content)
 	r, err := New(path, opts)

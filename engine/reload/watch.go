@@ -39,6 +39,10 @@ type WatchOptions struct {
 // If events cannot be watched (inotify limits, say) Watch logs it and polls, or returns
 // the error when the poll is disabled too. Run it in its own goroutine; SIGHUP and
 // POST /-/reload go through Reload, which may be called at the same time.
+//
+// Each look at the file runs apart from the loop, one at a time (events meanwhile bring one
+// more look after it), so that Watch returns as soon as ctx is done, even while a look
+// waits for a file to settle.
 func (r *Reloader) Watch(ctx context.Context, opts WatchOptions) error {
 	if opts.Debounce <= 0 {
 		opts.Debounce = DefaultDebounce
@@ -70,6 +74,21 @@ func (r *Reloader) Watch(ctx context.Context, opts WatchOptions) error {
 	defer debounce.Stop()
 	var burst time.Time // when the first event not yet checked arrived; zero if none
 
+	// Looks at the file run one at a time, apart from this loop.
+	looked := make(chan struct{}, 1)
+	looking, again := false, ""
+	look := func(reason string) {
+		if looking {
+			again = reason
+			return
+		}
+		looking = true
+		go func() {
+			r.check(reason)
+			looked <- struct{}{}
+		}()
+	}
+
 	// A change made between New and the watch starting raised no event we saw.
 	r.check("watch")
 	if opts.Ready != nil {
@@ -78,7 +97,14 @@ func (r *Reloader) Watch(ctx context.Context, opts WatchOptions) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil // a look under way finishes on its own
+		case <-looked:
+			looking = false
+			if again != "" {
+				reason := again
+				again = ""
+				look(reason)
+			}
 		case ev, ok := <-events:
 			if !ok {
 				events = nil
@@ -96,9 +122,9 @@ func (r *Reloader) Watch(ctx context.Context, opts WatchOptions) error {
 			burst = settle(debounce, burst, opts.Debounce)
 		case <-debounce.C:
 			burst = time.Time{}
-			r.check("fsnotify")
+			look("fsnotify")
 		case <-poll:
-			r.check("poll")
+			look("poll")
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -39,7 +40,10 @@ func startWatch(t *testing.T, r *Reloader, opts WatchOptions) *watchRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Watch(ctx, opts) }()
-	w.stop = func() {
+	var stop func()
+	var once sync.Once
+	w.stop = func() { once.Do(stop) }
+	stop = func() {
 		cancel()
 		select {
 		case err := <-done:

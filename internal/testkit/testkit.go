@@ -179,8 +179,7 @@ func Rules(t testing.TB, name string) string {
 }
 
 // Post sends params as a form callback to u, signed with token as TaskRouter signs (unsigned
-// when token is empty), and returns the status and the body, which must be JSON: every
-// answer of the callback listener is.
+// when token is empty), and returns the status and the body.
 func Post(t testing.TB, u, token string, params url.Values) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest("POST", u, strings.NewReader(params.Encode()))
@@ -191,6 +190,13 @@ func Post(t testing.TB, u, token string, params url.Values) (int, string) {
 	if token != "" {
 		req.Header.Set("X-Twilio-Signature", Sign(token, u, params))
 	}
+	return Do(t, req)
+}
+
+// Do sends req and returns the status and the body, which must be JSON: every answer of
+// reservist's listeners but /metrics and the playground's page is.
+func Do(t testing.TB, req *http.Request) (int, string) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +207,7 @@ func Post(t testing.TB, u, token string, params url.Values) (int, string) {
 		t.Fatal(err)
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("POST %s: Content-Type %q; want application/json", u, ct)
+		t.Errorf("%s %s: Content-Type %q; want application/json", req.Method, req.URL.Path, ct)
 	}
 	return resp.StatusCode, string(b)
 }

@@ -140,7 +140,7 @@ func (g *generator) property(k rules.Key) (obj, error) {
 	case "vars":
 		p = obj{"type": []string{"object", "null"}, "propertyNames": obj{"pattern": rules.VarNamePattern()}}
 	case "rules":
-		p = obj{"type": []string{"array", "null"}, "items": obj{"$ref": "#/$defs/rule"}}
+		p = obj{"type": "array", "items": obj{"$ref": "#/$defs/rule"}}
 	case "timezone":
 		p = obj{"$ref": "#/$defs/zone"}
 	case "schedules":

@@ -213,6 +213,8 @@ func testBadFilesFail(t *testing.T, sch *jsonschema.Schema) {
 			"/rules/4/with/muted",
 			"/rules/4/with/wait_url",
 		}},
+		{"no-rules.bad.yaml", []string{"/rules"}},
+		{"rules-null.bad.yaml", []string{"/rules"}},
 		{"seven-mistakes.bad.yaml", []string{
 			// Not caught: a non-boolean when, a duplicate name, an expression syntax error.
 			"/rules/0/do",

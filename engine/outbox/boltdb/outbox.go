@@ -5,6 +5,10 @@
 // after still carries the action out when it starts again. Writes from concurrent callbacks
 // share one commit (see store). Run keeps the pending actions in memory, soonest first, and
 // carries each out through the outbox.Carrier when it is due, at most Concurrency at a time.
+//
+// Open refuses a damaged file (see DamagedError) before bbolt maps it. While the store
+// fails (disk full, I/O errors, the file removed) Ready says so, and outcomes that could not
+// be recorded are recorded again until they are, so that a restart does not send them twice.
 package boltdb
 
 import (
@@ -15,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,7 +38,20 @@ type Options struct {
 	// Drain is how long Run lets calls in flight finish once its context is done; default
 	// outbox.DefaultDrain.
 	Drain time.Duration
+	// CheckEvery is how often the store is looked at while it runs: that the path still
+	// names its file, that no commit is stuck, that a failed store works again, and to
+	// record outcomes that could not be recorded; default DefaultCheckEvery.
+	CheckEvery time.Duration
+	// StuckAfter is how long a commit may take before the store counts as failing; default
+	// DefaultStuckAfter.
+	StuckAfter time.Duration
 }
+
+// Defaults for Options.
+const (
+	DefaultCheckEvery = time.Second
+	DefaultStuckAfter = 2 * time.Second
+)
 
 // gcInterval is how often, at most, finished actions past their deadline are deleted.
 const gcInterval = time.Minute
@@ -42,21 +60,27 @@ const gcInterval = time.Minute
 type Outbox struct {
 	store       *store
 	carrier     *outbox.Carrier
+	health      *outbox.StoreHealth
 	concurrency int
 	log         *slog.Logger
 	clock       outbox.Clock
 	drain       time.Duration
+	checkEvery  time.Duration
+	stuckAfter  time.Duration
 
-	wake chan struct{} // poked when the queue changes
+	wake      chan struct{} // poked when the queue changes
+	stopCheck chan struct{} // closed by Close: the checks stop
+	checked   chan struct{} // closed when the checks have stopped
 
-	mu      sync.Mutex
-	pending map[string]*entry // by ReservationSid: queued or in flight
-	queue   queue             // pending entries not in flight, soonest first
-	closed  bool
-	running bool
-	stop    context.CancelFunc // stops the current Run
-	stopped chan struct{}      // closed when the current Run has returned
-	lastGC  time.Time
+	mu         sync.Mutex
+	pending    map[string]*entry // by ReservationSid: queued or in flight
+	queue      queue             // pending entries not in flight, soonest first
+	unrecorded []outcome         // outcomes the store failed to record, to record again
+	closed     bool
+	running    bool
+	stop       context.CancelFunc // stops the current Run
+	stopped    chan struct{}      // closed when the current Run has returned
+	lastGC     time.Time
 }
 
 var _ outbox.Outbox = (*Outbox)(nil)
@@ -69,7 +93,8 @@ type entry struct {
 }
 
 // Open opens (creating dir if missing) the store in dir and loads the pending actions it
-// holds. Those already past their deadline are abandoned.
+// holds. Those already past their deadline are abandoned. A damaged file is refused with a
+// *DamagedError, never opened.
 func Open(dir string, opts Options) (*Outbox, error) {
 	if opts.Carrier == nil {
 		return nil, errors.New("outbox: no carrier")
@@ -79,11 +104,16 @@ func Open(dir string, opts Options) (*Outbox, error) {
 	}
 	o := &Outbox{
 		carrier:     opts.Carrier,
+		health:      outbox.NewStoreHealth(opts.Carrier.Metrics(), opts.Carrier.Logger()),
 		concurrency: opts.Concurrency,
 		log:         opts.Carrier.Logger(),
 		clock:       opts.Carrier.Clock(),
 		drain:       opts.Drain,
+		checkEvery:  opts.CheckEvery,
+		stuckAfter:  opts.StuckAfter,
 		wake:        make(chan struct{}, 1),
+		stopCheck:   make(chan struct{}),
+		checked:     make(chan struct{}),
 		pending:     make(map[string]*entry),
 	}
 	if o.concurrency <= 0 {
@@ -92,8 +122,18 @@ func Open(dir string, opts Options) (*Outbox, error) {
 	if o.drain <= 0 {
 		o.drain = outbox.DefaultDrain
 	}
+	if o.checkEvery <= 0 {
+		o.checkEvery = DefaultCheckEvery
+	}
+	if o.stuckAfter <= 0 {
+		o.stuckAfter = DefaultStuckAfter
+	}
 
-	st, err := openStore(filepath.Join(dir, FileName))
+	path := filepath.Join(dir, FileName)
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
+	st, err := openStore(path, o.health, o.log)
 	if err != nil {
 		return nil, err
 	}
@@ -121,21 +161,17 @@ func Open(dir string, opts Options) (*Outbox, error) {
 	if len(pending) > 0 {
 		o.log.Info("outbox resumed pending actions", slog.Int("count", len(pending)))
 	}
+	go o.checks()
 	return o, nil
 }
 
 // Put stores an action for its reservation, committed and synced to disk before it
 // returns. queued is false, and nothing changes, when an action for the same ReservationSid
-// is already known: pending, or finished and not yet past its deadline.
+// is already known: pending, or finished and not yet past its deadline. When ctx ends
+// before the commit, Put fails; if the commit lands after all, the action is withdrawn.
 func (o *Outbox) Put(ctx context.Context, a outbox.Action) (queued bool, err error) {
-	if a.ReservationSid == "" || a.TaskSid == "" || a.WorkspaceSid == "" {
-		return false, errors.New("outbox: action needs ReservationSid, TaskSid and WorkspaceSid")
-	}
-	if len(a.Params) == 0 {
-		return false, errors.New("outbox: action needs Params")
-	}
-	if a.Deadline.IsZero() {
-		return false, errors.New("outbox: action needs a Deadline")
+	if err := a.Validate(); err != nil {
+		return false, err
 	}
 	o.mu.Lock()
 	closed := o.closed
@@ -151,8 +187,9 @@ func (o *Outbox) Put(ctx context.Context, a outbox.Action) (queued bool, err err
 		a.Due = a.Received
 	}
 	a.Params = a.Params.Clone() // the caller may reuse its map
+	a.Private = slices.Clone(a.Private)
 
-	queued, err = o.store.insert(a, now)
+	queued, err = o.store.insert(ctx, a, now)
 	if err != nil || !queued {
 		return false, err
 	}
@@ -185,14 +222,15 @@ func (o *Outbox) Depth() int {
 	return len(o.pending)
 }
 
-// Ready is nil while the outbox is open.
+// Ready is nil while the outbox is open and its store works.
 func (o *Outbox) Ready() error {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
+	closed := o.closed
+	o.mu.Unlock()
+	if closed {
 		return outbox.ErrClosed
 	}
-	return nil
+	return o.health.Err()
 }
 
 // Unauthorized reports whether TaskRouter has refused a REST call with 401 or 403.
@@ -252,14 +290,22 @@ func (o *Outbox) Run(ctx context.Context) error {
 			o.gc(now)
 		}
 		var timer <-chan time.Time
+		// While every call is held back (a 429's pause, an open breaker), nothing is
+		// picked: the scheduler sleeps until the hold ends or an attempt in flight ends.
+		held := o.carrier.HeldUntil(now)
 		o.mu.Lock()
-		for inFlight < o.concurrency && o.queue.Len() > 0 && !o.queue[0].next.After(now) {
+		for held.IsZero() && inFlight < o.concurrency && o.queue.Len() > 0 && !o.queue[0].next.After(now) {
 			e := heap.Pop(&o.queue).(*entry)
 			inFlight++
 			go o.attempt(sendCtx, e, done)
+			held = o.carrier.HeldUntil(now) // a half-open breaker lets one probe through
 		}
 		if inFlight < o.concurrency && o.queue.Len() > 0 {
-			timer = o.clock.After(o.queue[0].next.Sub(now))
+			next := o.queue[0].next
+			if held.After(next) {
+				next = held
+			}
+			timer = o.clock.After(next.Sub(now))
 		}
 		o.mu.Unlock()
 
@@ -274,7 +320,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 }
 
 // Close stops Run, waits for it to return and closes the store. Pending actions stay in the
-// store.
+// store; outcomes not recorded yet get a last try.
 func (o *Outbox) Close() error {
 	o.mu.Lock()
 	if o.closed {
@@ -288,7 +334,72 @@ func (o *Outbox) Close() error {
 		stop()
 		<-stopped
 	}
+	close(o.stopCheck)
+	<-o.checked
+	ctx, cancel := context.WithTimeout(context.Background(), o.checkEvery)
+	defer cancel()
+	if n := o.recordAgain(ctx); n > 0 {
+		o.log.Error("outbox could not record how some actions ended; after a restart they are sent again (and refused as not pending)",
+			slog.Int("count", n))
+	}
 	return o.store.close()
+}
+
+// checks looks at the store every checkEvery until Close: whether the path still names its
+// file, whether a commit is stuck, whether a failing store works again; and it records the
+// outcomes that could not be recorded.
+func (o *Outbox) checks() {
+	defer close(o.checked)
+	t := time.NewTicker(o.checkEvery)
+	defer t.Stop()
+	stuck := false
+	for {
+		select {
+		case <-o.stopCheck:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), o.checkEvery)
+		switch d := o.store.stuckFor(time.Now()); {
+		case d > o.stuckAfter && !stuck:
+			stuck = true
+			o.health.Failed(outbox.StoreOpCheck, fmt.Errorf("a commit has not finished for %.1fs", d.Seconds()))
+		case d <= o.stuckAfter:
+			stuck = false
+		}
+		o.mu.Lock()
+		retry := len(o.unrecorded) > 0
+		o.mu.Unlock()
+		switch {
+		case stuck:
+			// A write now would only queue behind the stuck one.
+		case retry:
+			o.recordAgain(ctx)
+		case o.health.Err() != nil || !o.store.sameFile():
+			// Nothing else will write while /readyz keeps callbacks away: the probe
+			// finds out when the store works again (or writes a removed file out anew).
+			_ = o.store.probe(ctx)
+		}
+		cancel()
+	}
+}
+
+// recordAgain tries to record the outcomes the store failed to record, and returns how
+// many are still not recorded.
+func (o *Outbox) recordAgain(ctx context.Context) int {
+	o.mu.Lock()
+	batch := slices.Clone(o.unrecorded)
+	o.mu.Unlock()
+	if len(batch) == 0 {
+		return 0
+	}
+	if err := o.store.finish(ctx, batch); err != nil {
+		return len(batch)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.unrecorded = o.unrecorded[len(batch):]
+	return len(o.unrecorded)
 }
 
 // poke wakes Run without blocking.
@@ -303,7 +414,9 @@ func (o *Outbox) poke() {
 // cannot come any more, so there is nothing to deduplicate.
 func (o *Outbox) gc(now time.Time) {
 	o.lastGC = now
-	n, err := o.store.gc(now)
+	ctx, cancel := context.WithTimeout(context.Background(), o.checkEvery)
+	defer cancel()
+	n, err := o.store.gc(ctx, now)
 	if err != nil {
 		o.log.Error("outbox garbage collection failed", slog.Any("error", err))
 		return
@@ -320,6 +433,8 @@ func (o *Outbox) attempt(ctx context.Context, e *entry, done chan<- struct{}) {
 		switch step.Outcome {
 		case outbox.Interrupted:
 			o.requeue(e, o.clock.Now()) // shutting down: leave it pending for the next Run
+		case outbox.Held:
+			o.requeue(e, step.Next) // not attempted: same attempt number
 		case outbox.Retried:
 			e.retries++
 			o.requeue(e, step.Next)
@@ -346,15 +461,19 @@ func (o *Outbox) requeue(e *entry, next time.Time) {
 }
 
 // finish records the entry's outcome and forgets it from memory; the store keeps it until
-// its deadline so that duplicates are refused.
+// its deadline so that duplicates are refused. An outcome the store cannot record now is
+// recorded again by the checks until it is: left pending in the file, the action would be
+// sent again after a restart.
 func (o *Outbox) finish(e *entry, state string, now time.Time) {
-	if err := o.store.finish(e.a.ReservationSid, state, now); err != nil {
-		// The call has been made; at worst it is made again after a restart and refused as
-		// not pending.
-		o.log.Error("outbox could not record a finished action", append(outbox.Attrs(e.a), slog.Any("error", err))...)
-	}
+	out := outcome{sid: e.a.ReservationSid, state: state, at: now}
+	ctx, cancel := context.WithTimeout(context.Background(), o.drain) // a frozen disk must not hold Run
+	err := o.store.finish(ctx, []outcome{out})
+	cancel()
 	o.mu.Lock()
 	delete(o.pending, e.a.ReservationSid)
+	if err != nil {
+		o.unrecorded = append(o.unrecorded, out)
+	}
 	o.mu.Unlock()
 }
 

@@ -70,6 +70,7 @@ type options struct {
 	Concurrency             int
 	BackoffBase, BackoffMax time.Duration
 	Drain                   time.Duration
+	CheckEvery, StuckAfter  time.Duration
 }
 
 // harness is an outbox wired to a fake TaskRouter.
@@ -131,7 +132,8 @@ func (h *harness) open(opts options) *boltdb.Outbox {
 		BackoffBase: opts.BackoffBase,
 		BackoffMax:  opts.BackoffMax,
 	})
-	ob, err := boltdb.Open(h.dir, boltdb.Options{Carrier: carrier, Concurrency: opts.Concurrency, Drain: opts.Drain})
+	ob, err := boltdb.Open(h.dir, boltdb.Options{Carrier: carrier, Concurrency: opts.Concurrency, Drain: opts.Drain,
+		CheckEvery: opts.CheckEvery, StuckAfter: opts.StuckAfter})
 	if err != nil {
 		h.t.Fatal(err)
 	}
