@@ -181,6 +181,13 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		}
 	}
 
+	// The rules files are written before the build, so that they are at rest when the peers
+	// start: reservist waits for a file written within its settle time to settle.
+	for _, s := range shaped {
+		if err := os.WriteFile(filepath.Join(dir, "rules-"+s.name+".yaml"), []byte(generatedRules(s, o.rules)), 0o644); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintln(stdout, "building reservist ...")
 	bin := filepath.Join(dir, "reservist")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
@@ -218,9 +225,6 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	for _, s := range shaped {
 		file := filepath.Join(dir, "rules-"+s.name+".yaml")
-		if err := os.WriteFile(file, []byte(generatedRules(s, o.rules)), 0o644); err != nil {
-			return err
-		}
 		selected[shapePeer(s)] = true
 		peers = append(peers, &peer{name: shapePeer(s), shape: s.name,
 			label: fmt.Sprintf("reservist, %s rules: %s, last matches", thousands(o.rules), s.name),
