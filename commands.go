@@ -16,6 +16,7 @@ import (
 
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/cases"
+	"github.com/reservist/reservist/engine/outbox/postgres"
 	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/engine/taskrouter"
 	"github.com/reservist/reservist/internal/cli"
@@ -394,5 +395,61 @@ func send(ctx context.Context, target, public string, pos []string, getenv func(
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return cli.Exit(cli.Failed, nil)
 	}
+	return nil
+}
+
+// migrateTimeout bounds `reservist migrate` by default: connecting, waiting for the lock a
+// starting replica may hold, and River's migrations.
+const migrateTimeout = 2 * time.Minute
+
+func migrateCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:     "migrate",
+		Synopsis: "--outbox URL [--timeout DURATION]",
+		Summary:  "create or upgrade the shared PostgreSQL outbox's schema",
+		Doc: `Creates or upgrades the shared PostgreSQL outbox's schema (River's tables) in the database the URL names, as a user that may change the schema, and exits: 0 when the schema is current, 3 when the database cannot be reached or refuses. reservist serve does the same at start under the same lock; run this when its own database user may not.
+
+libpq's PG* variables (PGPASSWORD, PGSSLMODE, ...) fill in what the URL leaves out. Only --outbox names the database: like every command but serve, migrate reads no RESERVIST_* variable, so pass --outbox "$RESERVIST_OUTBOX".`,
+		Setup: func(fs *flag.FlagSet) cli.Runner {
+			target := fs.String("outbox", "", "the shared outbox's PostgreSQL `URL`, postgres://USER@HOST:PORT/DATABASE, as serve's --outbox")
+			timeout := fs.Duration("timeout", migrateTimeout, "give up after this `duration`")
+			return func(ctx context.Context, pos []string) error {
+				return migrate(ctx, *target, *timeout, pos, stdout)
+			}
+		},
+	}
+}
+
+// migrate creates or upgrades the shared PostgreSQL outbox's schema ahead of a rollout, for
+// teams whose runtime database user may not change the schema; serve does the same at start
+// under the same lock. It exits 0 when the schema is current, 2 for a usage error and 3 when
+// the database cannot be reached or refuses.
+func migrate(ctx context.Context, target string, timeout time.Duration, pos []string, stdout io.Writer) error {
+	switch {
+	case len(pos) > 0:
+		return cli.Usagef("unexpected argument %q: migrate takes none; give the database with --outbox", pos[0])
+	case target == "":
+		return cli.Usagef("--outbox is needed: the shared outbox's database, postgres://USER@HOST:PORT/DATABASE")
+	case target == config.OutboxBbolt:
+		return cli.Usagef("--outbox bbolt needs no migration: the embedded outbox creates its file at start; migrate is for a postgres:// URL")
+	case !postgres.IsURL(target):
+		return cli.Usagef("--outbox %q: must be a PostgreSQL URL postgres://USER@HOST:PORT/DATABASE", postgres.Redacted(target))
+	case timeout <= 0:
+		return cli.Usagef("--timeout %v: must be more than 0", timeout)
+	}
+	if _, err := postgres.ParseURL(target); err != nil {
+		return cli.Usagef("--outbox: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	schema, err := postgres.Migrate(ctx, target)
+	if err != nil {
+		return cli.Exit(cli.Runtime, fmt.Errorf("--outbox %s: %w", postgres.Redacted(target), err))
+	}
+	if len(schema.Applied) == 0 {
+		fmt.Fprintf(stdout, "%s: the outbox schema is current (version %d)\n", postgres.Redacted(target), schema.Version)
+		return nil
+	}
+	fmt.Fprintf(stdout, "%s: the outbox schema is at version %d (applied %v)\n", postgres.Redacted(target), schema.Version, schema.Applied)
 	return nil
 }

@@ -47,6 +47,7 @@ func program(getenv func(string) string, stdout, stderr io.Writer) *cli.Program 
 			explainCommand(getenv, stdout, stderr),
 			schemaCommand(stdout),
 			sendCommand(getenv, stdout, stderr),
+			migrateCommand(stdout),
 		},
 	}
 }

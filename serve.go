@@ -24,6 +24,7 @@ import (
 	"github.com/reservist/reservist/engine/cases"
 	"github.com/reservist/reservist/engine/outbox"
 	"github.com/reservist/reservist/engine/outbox/boltdb"
+	"github.com/reservist/reservist/engine/outbox/postgres"
 	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/engine/taskrouter"
 	"github.com/reservist/reservist/internal/cli"
@@ -134,7 +135,7 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 	var (
 		g         group
 		rl        *reload.Reloader
-		ob        *boltdb.Outbox
+		ob        outbox.Outbox
 		bench     workbench
 		callbacks = httpServer(cfg.ResponseBudget, callbackIdleTimeout, server.NewConns("callback", callbackMaxConns, conns), logger)
 		admin     = httpServer(0, adminIdleTimeout, server.NewConns("admin", adminMaxConns, conns), logger)
@@ -324,9 +325,11 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 	return err
 }
 
-// openOutbox opens the REST outbox in --state-dir, with the twilio-go sender when there are
-// REST credentials and as a dry run without them.
-func openOutbox(cfg *config.Serve, logger *slog.Logger, reg prometheus.Registerer) (*boltdb.Outbox, error) {
+// openOutbox opens the REST outbox that --outbox names, the embedded one in --state-dir or
+// the shared one in PostgreSQL (which writes nothing to --state-dir: a pod may have no state
+// volume), with the twilio-go sender when there are REST credentials and as a dry run
+// without them.
+func openOutbox(cfg *config.Serve, logger *slog.Logger, reg prometheus.Registerer) (outbox.Outbox, error) {
 	var sender outbox.Sender
 	if cfg.Credentials.REST() {
 		s, err := taskrouter.NewSender(taskrouter.Config{Credentials: cfg.Credentials, BaseURL: cfg.TwilioBaseURL})
@@ -340,9 +343,22 @@ func openOutbox(cfg *config.Serve, logger *slog.Logger, reg prometheus.Registere
 		return nil, err
 	}
 	carrier := outbox.NewCarrier(outbox.CarrierOptions{Sender: sender, Logger: logger, Metrics: metrics})
-	ob, err := boltdb.Open(cfg.StateDir, boltdb.Options{Carrier: carrier, Concurrency: cfg.RESTConcurrency})
-	if err != nil {
-		return nil, cli.Exit(cli.Runtime, fmt.Errorf("state dir %s: %w", cfg.StateDir, err))
+	var ob outbox.Outbox
+	if cfg.Outbox == config.OutboxBbolt {
+		bolt, err := boltdb.Open(cfg.StateDir, boltdb.Options{Carrier: carrier, Concurrency: cfg.RESTConcurrency})
+		if err != nil {
+			return nil, cli.Exit(cli.Runtime, fmt.Errorf("state dir %s: %w", cfg.StateDir, err))
+		}
+		ob = bolt
+	} else {
+		// A database that cannot be reached yet is not an error: the outbox starts unready
+		// and recovers by itself (see postgres.Open).
+		logger.Info("outbox: the shared one in PostgreSQL", "url", postgres.Redacted(cfg.Outbox))
+		pg, err := postgres.Open(cfg.Outbox, postgres.Options{Carrier: carrier, Concurrency: cfg.RESTConcurrency})
+		if err != nil {
+			return nil, cli.Exit(cli.Runtime, fmt.Errorf("--outbox %s: %w", postgres.Redacted(cfg.Outbox), err))
+		}
+		ob = pg
 	}
 	if err := outbox.RegisterBacklog(reg, ob); err != nil {
 		ob.Close()

@@ -42,7 +42,6 @@ import (
 var pendingFlags = map[string]bool{
 	"metrics-listen": true,
 	"shutdown-delay": true,
-	"outbox":         true,
 	"log-level":      true,
 }
 

@@ -185,14 +185,13 @@ func (e *Engine) Explain(params url.Values, arrived time.Time) *Decision {
 	return e.decide(params, arrived, true)
 }
 
-// scratch is what one decision reuses from the last: a VM, the candidate list and the
+// scratch is what one decision reuses from the last: a VM, the index's lookup and the
 // clock that open() reads.
 type scratch struct {
-	vm         vm.VM
-	candidates []int
-	lists      [][]int // the index's lists of candidates, merged into candidates
-	clock      clock
-	open       func(string) bool // clock.open
+	vm     vm.VM
+	lookup lookup
+	clock  clock
+	open   func(string) bool // clock.open
 }
 
 // clock answers open("NAME") at the time of the callback being decided.
@@ -239,16 +238,12 @@ func (e *Engine) decide(params url.Values, arrived time.Time, trace bool) *Decis
 		e.fail(d, machine, env, envErr)
 		return d
 	}
-	if trace {
-		s.candidates = s.candidates[:0]
-		for i := range e.set.Rules {
-			s.candidates = append(s.candidates, i)
-		}
-	} else {
-		s.candidates, s.lists = e.index.candidates(env, s.candidates, s.lists)
+	candidates := e.index.every
+	if !trace {
+		candidates = e.index.candidates(env, &s.lookup)
 	}
-	for _, i := range s.candidates {
-		if !trace && e.index.rejects(i, env) {
+	for _, i := range candidates {
+		if !trace && e.index.rejects(i, &s.lookup) {
 			continue
 		}
 		r := e.set.Rules[i]

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -19,13 +20,19 @@ func handleHealthz() http.Handler {
 	})
 }
 
+// sharedOutbox is an outbox that every replica shares (the PostgreSQL one): /readyz names
+// its state even while it is fine, since it depends on a database outside the pod.
+type sharedOutbox interface{ Shared() bool }
+
 // handleReadyz is 200 once rules are loaded and the outbox is open. Stale rules and refused
 // REST credentials show in the body but keep it 200: synchronous answers still work.
 func handleReadyz(rs reload.Source, ob outbox.Outbox) http.Handler {
 	type readiness struct {
-		Status string `json:"status"`           // "ok" or "unavailable"
-		Rules  string `json:"rules"`            // "ok", "stale" or "not loaded"
-		Outbox string `json:"outbox,omitempty"` // "not open", or "unavailable" while it cannot store actions
+		Status string `json:"status"` // "ok" or "unavailable"
+		Rules  string `json:"rules"`  // "ok", "stale" or "not loaded"
+		// Outbox is "not open", or "unavailable" while it cannot store actions; a shared
+		// outbox says "ok" or "unreachable" (its database).
+		Outbox string `json:"outbox,omitempty"`
 		Twilio string `json:"twilio,omitempty"` // "unauthorized" once REST calls were refused
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -37,13 +44,17 @@ func handleReadyz(rs reload.Source, ob outbox.Outbox) http.Handler {
 		case rs.Status().Stale:
 			b.Rules = "stale"
 		}
-		switch {
-		case ob == nil:
+		if ob == nil {
 			b.Outbox = "not open"
 			b.Status, status = "unavailable", http.StatusServiceUnavailable
-		case ob.Ready() != nil:
+		} else if err := ob.Ready(); err != nil {
 			b.Outbox = "unavailable"
+			if errors.Is(err, outbox.ErrUnreachable) {
+				b.Outbox = "unreachable"
+			}
 			b.Status, status = "unavailable", http.StatusServiceUnavailable
+		} else if s, ok := ob.(sharedOutbox); ok && s.Shared() {
+			b.Outbox = "ok"
 		}
 		if ob != nil && ob.Unauthorized() {
 			b.Twilio = "unauthorized"

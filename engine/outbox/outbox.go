@@ -93,3 +93,8 @@ const (
 
 // ErrClosed is returned by Put and Run after Close.
 var ErrClosed = errors.New("outbox: closed")
+
+// ErrUnreachable is wrapped by the errors of Ready and Put while a shared outbox's database
+// cannot be reached: decisions that go by REST then follow the "outbox cannot be written"
+// rule until it is back (docs/outbox.md).
+var ErrUnreachable = errors.New("outbox: the database cannot be reached")

@@ -15,9 +15,13 @@ import (
 
 	"github.com/reservist/reservist/engine/cases"
 	"github.com/reservist/reservist/engine/outbox"
+	"github.com/reservist/reservist/engine/outbox/postgres"
 	"github.com/reservist/reservist/engine/taskrouter"
 	"github.com/reservist/reservist/internal/cli"
 )
+
+// OutboxBbolt is --outbox's default: the embedded outbox, a file in --state-dir.
+const OutboxBbolt = "bbolt"
 
 // Serve is the serve command's configuration: flags over RESERVIST_* variables over
 // defaults, and Twilio's own credential variables.
@@ -28,6 +32,7 @@ type Serve struct {
 	AdminListen           string // "" when --admin-listen off
 	PublicURL             *url.URL
 	StateDir              string
+	Outbox                string // OutboxBbolt, or the shared outbox's postgres:// URL
 	ReservationTimeout    time.Duration
 	ResponseBudget        time.Duration
 	RESTConcurrency       int
@@ -101,6 +106,7 @@ func DeclareServe(fs *flag.FlagSet) func(getenv func(string) string) (*Serve, er
 	fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:9090", "admin listener `address` (metrics, reload, rules status, playground); off disables it")
 	fs.StringVar(&publicURL, "public-url", "", "scheme://host[:port] `URL` TaskRouter uses to reach reservist, for signature checks behind proxies (default: the request's own)")
 	fs.StringVar(&c.StateDir, "state-dir", ".reservist", "`directory` where the REST outbox keeps pending actions (created if missing)")
+	fs.StringVar(&c.Outbox, "outbox", OutboxBbolt, "where pending REST actions are kept: bbolt (a file in --state-dir) or a PostgreSQL `URL` postgres://… that every replica naming it shares; libpq's PG* variables (PGPASSWORD, PGSSLMODE, …) fill in what the URL leaves out")
 	fs.DurationVar(&c.ReservationTimeout, "reservation-timeout", DefaultReservationTimeout, "the Workflow's TaskReservationTimeout: REST actions are abandoned after it")
 	fs.DurationVar(&c.ResponseBudget, "response-budget", 3*time.Second, "longest a callback may take before reservist answers {} and finishes by REST")
 	fs.IntVar(&c.RESTConcurrency, "rest-concurrency", outbox.DefaultConcurrency, "REST calls in flight at once")
@@ -179,6 +185,15 @@ func (c *Serve) check() []error {
 	}
 	if c.StateDir == "" {
 		bad("--state-dir must not be empty")
+	}
+	switch {
+	case c.Outbox == OutboxBbolt:
+	case postgres.IsURL(c.Outbox):
+		if _, err := postgres.ParseURL(c.Outbox); err != nil {
+			bad("--outbox: %v", err) // pgx's message masks the password
+		}
+	default:
+		bad("--outbox %q: must be bbolt or a PostgreSQL URL postgres://USER@HOST:PORT/DATABASE", postgres.Redacted(c.Outbox))
 	}
 	if err := CheckReservationTimeout(c.ReservationTimeout); err != nil {
 		errs = append(errs, err)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,6 +88,46 @@ func TestCapture(t *testing.T) {
 	for _, bad := range []string{"0", "-1"} {
 		if _, err := ParseServe([]string{"--capture-max", bad}, func(string) string { return "" }); err == nil {
 			t.Errorf("--capture-max %s accepted", bad)
+		}
+	}
+}
+
+func TestOutbox(t *testing.T) {
+	none := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{nil, "", OutboxBbolt},
+		{nil, "postgres://reservist@db:5432/outbox", "postgres://reservist@db:5432/outbox"},
+		{[]string{"--outbox", "bbolt"}, "postgres://reservist@db/outbox", OutboxBbolt},
+		{[]string{"--outbox", "postgresql://db/outbox?sslmode=verify-full"}, "", "postgresql://db/outbox?sslmode=verify-full"},
+	} {
+		getenv := func(k string) string {
+			if k == "RESERVIST_OUTBOX" {
+				return tc.env
+			}
+			return ""
+		}
+		c, err := ParseServe(tc.args, getenv)
+		if err != nil {
+			t.Errorf("ParseServe(%q, RESERVIST_OUTBOX=%q) = %v", tc.args, tc.env, err)
+			continue
+		}
+		if c.Outbox != tc.want {
+			t.Errorf("ParseServe(%q, RESERVIST_OUTBOX=%q).Outbox = %q; want %q", tc.args, tc.env, c.Outbox, tc.want)
+		}
+	}
+	for _, bad := range []string{"postgres://u:s3cret@db:bad/x", "mysql://u:s3cret@db/x", "bolt", "postgres://u:s3cret@db/x?sslmode=nope"} {
+		_, err := ParseServe([]string{"--outbox", bad}, none)
+		switch {
+		case err == nil:
+			t.Errorf("--outbox %s accepted", bad)
+		case !strings.Contains(err.Error(), "--outbox"):
+			t.Errorf("--outbox %s: %v does not name the flag", bad, err)
+		case strings.Contains(err.Error(), "s3cret"):
+			t.Errorf("--outbox %s: %v shows the password", bad, err)
 		}
 	}
 }

@@ -2,17 +2,21 @@
 // Twilio's tutorial Flask handler on this machine, and prints the figures with the ratios
 // that README's Performance section sets as targets. It is a manual command, not a test:
 //
-//	go run ./internal/loadtest                 # about four minutes
-//	go run ./internal/loadtest -smoke          # a few seconds: checks that the runner works
+//	go run ./internal/loadtest                 # about ten minutes (it says how long at the start)
+//	go run ./internal/loadtest -runs 3         # about half an hour: README's tables with the runs' spread
+//	go run ./internal/loadtest -smoke          # under a minute: checks that the runner works
 //
 // It builds reservist (go build -o into a temporary directory) and starts, one after the
-// other on loopback, the peers that are each sent the same signed callback
-// (testdata/example/cases/voice.form):
+// other on loopback, the peers that are each sent the same signed callback: the example's
+// voice callback (testdata/example/cases/voice.form) with a number, a float and an object
+// added to its task attributes for the generated rules to compare (extraAttributes):
 //
 //   - reservist with TWILIO_AUTH_TOKEN set and the example rules, where the callback is
 //     decided by the voice rule, after the three voice rules above it;
 //   - the same with GOGC=100 in its environment, which turns off its GC headroom;
-//   - reservist with 1,000 generated rules, the last of which matches;
+//   - reservist with 1,000 generated rules of each shape (shapes.go: strings, numbers, in
+//     lists, ?./?? paths, a mix, and with -shapes all ranges, skills lists and ||), the last of
+//     which matches;
 //   - bare: this program again, in a mode where it parses the form and answers {};
 //   - flask: the tutorial's Flask app, run with Debian's python3-flask as the tutorial runs it.
 //
@@ -53,8 +57,11 @@ type options struct {
 	threads   int           // wrk's threads
 	rate      int           // callbacks per second for the latency run
 	rateFor   time.Duration // the latency run's measured part, after a second of warm-up
-	rules     int           // size of the generated rules file
+	warm      time.Duration // the latency run's warm-up, not counted
+	rules     int           // size of the generated rules files
+	shapes    string        // which shapes of generated rules to run, comma-separated
 	starts    int           // starts per peer timed to its first readiness 200; the median is reported
+	runs      int           // whole runs, each starting the peers afresh
 	peers     string        // which peers to run, comma-separated
 	keep      bool          // keep the temporary directory (logs, rules, app.py)
 	bareAddr  string        // internal: run as the bare handler on this address
@@ -69,12 +76,14 @@ func main() {
 	flag.IntVar(&o.threads, "threads", 1, "wrk threads (the load generator shares the machine with the server)")
 	flag.IntVar(&o.rate, "rate", 2000, "callbacks per second for the latency run")
 	flag.DurationVar(&o.rateFor, "rate-duration", 5*time.Second, "how long the latency run is measured, after 1s of warm-up")
-	flag.IntVar(&o.rules, "rules", 1000, "rules in the generated file; the last one matches")
+	flag.IntVar(&o.rules, "rules", 1000, "rules in each generated file; the last one matches")
+	flag.StringVar(&o.shapes, "shapes", defaultShapes, "shapes of generated rules to run, comma-separated, or all (strings, numbers, in, optional, ranges, skills, or, mix)")
 	flag.IntVar(&o.starts, "starts", 5, "times each peer is started to time its start; the median is reported")
-	flag.StringVar(&o.peers, "peers", "bare,reservist,reservist-gogc100,reservist-1000,flask", "peers to run, comma-separated")
+	flag.IntVar(&o.runs, "runs", 1, "whole runs, each starting the peers afresh; README's tables give the median of the runs and their spread")
+	flag.StringVar(&o.peers, "peers", "bare,reservist,reservist-gogc100,flask", "peers to run besides the generated rules, comma-separated")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the logs, rules and app.py")
 	flag.StringVar(&o.pythonBin, "python", "/usr/bin/python3", "Debian's python3, which has python3-flask")
-	smoke := flag.Bool("smoke", false, "a run of a few seconds with light load: checks the runner, measures nothing")
+	smoke := flag.Bool("smoke", false, "a run of under a minute with light load: checks the runner, measures nothing")
 	flag.StringVar(&o.bareAddr, "bare", "", "internal: serve the bare handler on this `address`")
 	flag.Parse()
 
@@ -85,8 +94,9 @@ func main() {
 		}
 		return
 	}
+	o.warm = time.Second
 	if *smoke {
-		o.duration, o.rounds, o.rate, o.rateFor, o.rules, o.starts = time.Second, 1, 200, time.Second, 50, 1
+		o.duration, o.rounds, o.rate, o.rateFor, o.warm, o.rules, o.starts, o.runs = time.Second, 1, 200, time.Second, 200*time.Millisecond, 50, 1, 1
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -105,14 +115,18 @@ const (
 	accountSid = "AC0123456789abcdef0123456789abcdef"
 )
 
-// voiceParams reads the example's voice callback, the one request every peer is sent.
-func voiceParams(path string) (url.Values, error) {
+// callbackParams reads the example's voice callback and adds extraAttributes: the one
+// request every peer is sent.
+func callbackParams(path string) (url.Values, error) {
 	form, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	params, err := url.ParseQuery(strings.TrimSpace(string(form)))
 	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if params, err = withExtraAttributes(params); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return params, nil
@@ -123,7 +137,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	params, err := voiceParams(filepath.Join(root, "testdata/example/cases/voice.form"))
+	params, err := callbackParams(filepath.Join(root, "testdata/example/cases/voice.form"))
 	if err != nil {
 		return err
 	}
@@ -149,6 +163,10 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	for _, p := range strings.Split(o.peers, ",") {
 		selected[strings.TrimSpace(p)] = true
 	}
+	shaped, err := selectShapes(o.shapes)
+	if err != nil {
+		return err
+	}
 
 	var skipped []string
 	wrk, err := exec.LookPath("wrk")
@@ -163,16 +181,19 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		}
 	}
 
+	// The rules files are written before the build, so that they are at rest when the peers
+	// start: reservist waits for a file written within its settle time to settle.
+	for _, s := range shaped {
+		if err := os.WriteFile(filepath.Join(dir, "rules-"+s.name+".yaml"), []byte(generatedRules(s, o.rules)), 0o644); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintln(stdout, "building reservist ...")
 	bin := filepath.Join(dir, "reservist")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
 	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("go build: %w", err)
-	}
-	generated := filepath.Join(dir, "rules-generated.yaml")
-	if err := os.WriteFile(generated, []byte(generatedRules(o.rules)), 0o644); err != nil {
-		return err
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -197,11 +218,17 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		{name: "reservist", label: "reservist, example rules (signed)", cmd: append([]string{bin}, reservistArgs(filepath.Join(root, "testdata/example/rules.yaml"), "example")...), env: env, ready: "/readyz", want: want},
 		// The same with the GC headroom off: what reservist does with the runtime's defaults.
 		{name: "reservist-gogc100", label: "reservist, example rules, GOGC=100 (no GC headroom)", cmd: append([]string{bin}, reservistArgs(filepath.Join(root, "testdata/example/rules.yaml"), "gogc100")...), env: append(slices.Clip(env), "GOGC=100"), ready: "/readyz", want: want},
-		{name: "reservist-1000", label: fmt.Sprintf("reservist, %d rules, last matches", o.rules), cmd: append([]string{bin}, reservistArgs(generated, "generated")...), env: env, ready: "/readyz", want: want},
 		{name: "flask", label: "Twilio tutorial Flask (python3-flask)", cmd: []string{o.pythonBin, filepath.Join(dir, "app.py")}, ready: "/assignment_callback", flask: true},
 	}
 	if err := os.WriteFile(filepath.Join(dir, "app.py"), []byte(flaskApp), 0o644); err != nil {
 		return err
+	}
+	for _, s := range shaped {
+		file := filepath.Join(dir, "rules-"+s.name+".yaml")
+		selected[shapePeer(s)] = true
+		peers = append(peers, &peer{name: shapePeer(s), shape: s.name,
+			label: fmt.Sprintf("reservist, %s rules: %s, last matches", thousands(o.rules), s.name),
+			cmd:   append([]string{bin}, reservistArgs(file, s.name)...), env: env, ready: "/readyz", want: want})
 	}
 
 	var running []*peer
@@ -210,16 +237,60 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 			running = append(running, p)
 		}
 	}
-	res, err := measure(ctx, o, kids, running, dir, wrk, params, stdout)
-	if ctx.Err() != nil {
-		return errors.New("interrupted")
+	fmt.Fprintf(stdout, "%d peers, %d run(s): about %s\n", len(running), max(1, o.runs), roughly(expectedDuration(o, running)))
+	var runs []map[string]*measurement
+	for r := range max(1, o.runs) {
+		if o.runs > 1 {
+			fmt.Fprintf(stdout, "run %d/%d\n", r+1, o.runs)
+		}
+		res, err := measure(ctx, o, kids, running, dir, wrk, params, stdout)
+		if ctx.Err() != nil {
+			return errors.New("interrupted")
+		}
+		if err != nil {
+			return err
+		}
+		m.loadAfter = loadAverage()
+		printTable(stdout, o, m, running, res)
+		runs = append(runs, res)
 	}
-	if err != nil {
-		return err
-	}
-	m.loadAfter = loadAverage()
-	printTable(stdout, o, m, running, res)
+	printReadme(stdout, o, m, running, runs)
 	return nil
+}
+
+// shapePeer names the peer with a shape's generated rules.
+func shapePeer(s shape) string { return "rules-" + s.name }
+
+// expectedDuration is about how long the runs take: each peer's starts, wrk's rounds, and
+// the steady-rate rounds of the peers that keep up with the rate (Flask does not).
+// The overheads are what a run on the 2-core machine took beyond the loads.
+func expectedDuration(o options, peers []*peer) time.Duration {
+	var d time.Duration
+	for _, p := range peers {
+		d += time.Duration(max(1, o.starts)) * 200 * time.Millisecond
+		d += time.Duration(o.rounds) * (o.duration + time.Second)
+		if !p.flask {
+			d += time.Duration(o.rounds) * (o.warm + o.rateFor + 500*time.Millisecond)
+		}
+	}
+	return 30*time.Second + time.Duration(max(1, o.runs))*d // the build, then the runs
+}
+
+// roughly rounds d to minutes, or to seconds under a minute.
+func roughly(d time.Duration) time.Duration {
+	if d < time.Minute {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Minute)
+}
+
+// thousands writes n with a comma before each group of three digits.
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // measure starts the peers one after the other, timing each start, then runs the rounds:
@@ -275,7 +346,7 @@ func measure(ctx context.Context, o options, kids *children, peers []*peer, dir,
 			if err != nil {
 				return nil, err
 			}
-			r, err := constantRate(ctx, mm.req, o.rate, time.Second, o.rateFor, 64)
+			r, err := constantRate(ctx, mm.req, o.rate, o.warm, o.rateFor, 64)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.name, err)
 			}

@@ -22,6 +22,7 @@ import (
 // peer is one server under test.
 type peer struct {
 	name, label string
+	shape       string   // the generated rules' shape, if any
 	cmd         []string // program and arguments, without the listen address
 	env         []string // added to a cleaned environment
 	bare, flask bool     // how the listen address is passed
@@ -263,45 +264,4 @@ func (r *request) check(ctx context.Context) error {
 	}
 	r.exact = bytes.Clone(body)
 	return nil
-}
-
-// generatedRules is a rules file of n rules in the shape most rule files have — an
-// attribute compared with a constant, then a condition on the worker — of which only the
-// last matches the voice callback (its `to` is +15005550006) and answers as the example's
-// voice rule does.
-func generatedRules(n int) string {
-	var b strings.Builder
-	b.WriteString(`version: 1
-vars:
-  busy: WAfedcba9876543210fedcba9876543210
-  support_line: "+15005550006"
-rules:
-`)
-	for i := range n - 1 {
-		fmt.Fprintf(&b, "  - name: line-%d\n", i)
-		switch i % 3 {
-		case 0:
-			fmt.Fprintf(&b, "    when: task.attributes.to == \"+1555%07d\" && (worker.attributes.level ?? 0) >= 2\n    do: accept\n", i)
-		case 1:
-			fmt.Fprintf(&b, "    when: task.attributes.to == \"+1555%07d\" && \"sales\" in worker.attributes.skills\n    do: reject\n    with:\n      activity_sid: ${ vars.busy }\n", i)
-		default:
-			fmt.Fprintf(&b, "    when: task.attributes.to in [\"+1555%07d\", \"+1666%07d\"] && task.priority > 5\n    do: dequeue\n    with:\n      from: ${ vars.support_line }\n      timeout: 20\n", i, i)
-		}
-	}
-	b.WriteString(`  - name: support-line
-    when: task.attributes.to == "+15005550006" && task.attributes.call_sid != nil
-    do: conference
-    with:
-      from: ${ vars.support_line }
-      end_conference_on_customer_exit: true
-      conference_status_callback: https://example.com/events/call?task=${ task.sid }
-      conference_status_callback_events: [start, end]
-default:
-  do: defer
-on_error:
-  do: reject
-  with:
-    activity_sid: ${ vars.busy }
-`)
-	return b.String()
 }

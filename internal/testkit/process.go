@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -83,6 +84,15 @@ type Process struct {
 // answers 200. The process is killed when the test ends, if it still runs.
 func StartProcess(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
+	p := LaunchProcess(t, bin, env, args...)
+	p.WaitReady(t, 30*time.Second)
+	return p
+}
+
+// LaunchProcess is StartProcess without the wait for readiness: for processes that must
+// start together, or that are not meant to become ready.
+func LaunchProcess(t testing.TB, bin string, env []string, args ...string) *Process {
+	t.Helper()
 	p := &Process{URL: "http://" + FreePort(t), Admin: "http://" + FreePort(t), Log: &LogBuffer{}, Done: make(chan struct{})}
 	all := append([]string{"serve", "--listen", strings.TrimPrefix(p.URL, "http://"), "--admin-listen", strings.TrimPrefix(p.Admin, "http://")}, args...)
 	p.Cmd = exec.Command(bin, all...)
@@ -99,24 +109,39 @@ func StartProcess(t testing.TB, bin string, env []string, args ...string) *Proce
 		_ = p.Cmd.Process.Kill()
 		<-p.Done
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	return p
+}
+
+// WaitReady waits until /readyz answers 200, failing the test if the process exits or within
+// passes first.
+func (p *Process) WaitReady(t testing.TB, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		select {
 		case <-p.Done:
 			t.Fatalf("reservist exited at start: %v\n%s", p.Err, p.Log)
 		default:
 		}
-		if resp, err := http.Get(p.URL + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
+		if code, _ := p.Ready(); code == http.StatusOK {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("reservist was not ready after 30s:\n%s", p.Log)
+			t.Fatalf("reservist was not ready after %v:\n%s", within, p.Log)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// Ready is what /readyz answers now: its status and body, or 0 when it cannot be reached.
+func (p *Process) Ready() (int, string) {
+	resp, err := http.Get(p.URL + "/readyz")
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(body)
 }
 
 // Post sends a callback to path, signed with token (unsigned when token is empty).

@@ -3,7 +3,6 @@ package boltdb_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -296,57 +295,6 @@ func TestRetryAfterThenUnavailableThenOK(t *testing.T) {
 	}
 }
 
-func TestNotPendingIsFinal(t *testing.T) {
-	h := newHarness(t)
-	h.open(options{Sender: h.sender("")})
-	a := h.action(1)
-	h.fake.AddReservation(taskroutertest.Reservation{Sid: a.ReservationSid, WorkspaceSid: ws, TaskSid: a.TaskSid, Status: "canceled"})
-	h.put(a)
-	h.run()
-	waitFor(t, "the final error", func() bool { return h.calls("final_error") == 1 && h.ob.Depth() == 0 })
-	if got := len(h.fake.Requests()); got != 1 {
-		t.Errorf("%d requests, want exactly 1", got)
-	}
-	logs := h.logs.String()
-	for _, want := range []string{`"twilio_code":20001`, "is not currently in a Pending state", `"status":400`, `"reservation_sid":"` + a.ReservationSid} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("logs lack %s:\n%s", want, logs)
-		}
-	}
-	if h.ob.Unauthorized() {
-		t.Error("a 400 made the outbox unauthorized")
-	}
-	if h.put(a) {
-		t.Error("the failed reservation was queued again")
-	}
-}
-
-func TestDuplicatePut(t *testing.T) {
-	h := newHarness(t)
-	h.open(options{Sender: h.sender("")})
-	a := h.action(1)
-	if !h.put(a) {
-		t.Fatal("first Put not queued")
-	}
-	b := a
-	b.Params = outbox.Params{"ReservationStatus": "rejected"}
-	if h.put(b) {
-		t.Fatal("second Put for the same reservation queued")
-	}
-	if h.ob.Depth() != 1 {
-		t.Fatalf("Depth = %d, want 1", h.ob.Depth())
-	}
-	h.run()
-	waitFor(t, "the action to be sent", func() bool { return h.calls("ok") == 1 })
-	if h.put(a) {
-		t.Error("a Put after the action was done queued again")
-	}
-	reqs := h.fake.Requests()
-	if len(reqs) != 1 || reqs[0].Form.Get("ReservationStatus") != "accepted" {
-		t.Errorf("requests = %+v, want the first action alone", reqs)
-	}
-}
-
 func TestBurstOfPuts(t *testing.T) {
 	const n = 500
 	h := newHarness(t)
@@ -478,42 +426,6 @@ func TestReopenSendsPendingOnce(t *testing.T) {
 	}
 }
 
-func TestUnauthorized(t *testing.T) {
-	h := newHarness(t)
-	h.open(options{Sender: h.sender("ffffffffffffffffffffffffffffffff")})
-	if h.ob.Unauthorized() {
-		t.Fatal("unauthorized before any call")
-	}
-	h.put(h.action(1))
-	h.run()
-	waitFor(t, "the refusal", func() bool { return h.ob.Unauthorized() && h.ob.Depth() == 0 })
-	if got := h.calls("final_error"); got != 1 {
-		t.Errorf("final errors = %d, want 1", got)
-	}
-	if d := cmp.Diff([]int{401}, statuses(h.fake.Requests())); d != "" {
-		t.Errorf("attempts (-want +got):\n%s", d)
-	}
-	if !strings.Contains(h.logs.String(), `"twilio_code":20003`) {
-		t.Errorf("log lacks Twilio's code:\n%s", h.logs)
-	}
-}
-
-func TestForbidden(t *testing.T) {
-	h := newHarness(t)
-	h.open(options{Sender: h.sender("")})
-	a := h.action(1)
-	h.fake.Inject(a.ReservationSid, taskroutertest.Fault{Status: 403})
-	h.put(a)
-	h.run()
-	waitFor(t, "the refusal", func() bool { return h.calls("final_error") == 1 })
-	if !h.ob.Unauthorized() {
-		t.Error("403 did not mark the outbox unauthorized")
-	}
-	if got := len(h.fake.Requests()); got != 1 {
-		t.Errorf("%d requests, want 1", got)
-	}
-}
-
 func TestForgottenAfterDeadline(t *testing.T) {
 	h := newHarness(t)
 	h.open(options{Sender: h.sender("")})
@@ -534,42 +446,6 @@ func TestForgottenAfterDeadline(t *testing.T) {
 	// no longer pending.
 	if d := cmp.Diff([]int{200, 400}, statuses(h.fake.Requests())); d != "" {
 		t.Errorf("attempts (-want +got):\n%s", d)
-	}
-}
-
-func TestDryRun(t *testing.T) {
-	h := newHarness(t)
-	h.open(options{})
-	a := h.action(1)
-	a.Params = outbox.Params{"Instruction": "dequeue", "DequeueFrom": "+15005550006",
-		"DequeueStatusCallbackEvent": []string{"initiated", "completed"}}
-	h.put(a)
-	h.run()
-	waitFor(t, "the dry run", func() bool { return h.calls("dry_run") == 1 && h.ob.Depth() == 0 })
-	var line map[string]any
-	for l := range strings.Lines(h.logs.String()) {
-		if strings.Contains(l, `"msg":"dry-run"`) {
-			if err := json.Unmarshal([]byte(l), &line); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if line == nil {
-		t.Fatalf("no dry-run line:\n%s", h.logs)
-	}
-	want := map[string]any{"DequeueFrom": []any{"+15005550006"}, "Instruction": []any{"dequeue"},
-		"DequeueStatusCallbackEvent": []any{"initiated", "completed"}}
-	if d := cmp.Diff(want, line["params"]); d != "" {
-		t.Errorf("dry-run params (-want +got):\n%s", d)
-	}
-	if line["reservation_sid"] != a.ReservationSid || line["rule"] != a.Rule {
-		t.Errorf("dry-run line = %v", line)
-	}
-	if h.put(a) {
-		t.Error("a dry-run reservation was queued again")
-	}
-	if len(h.fake.Requests()) != 0 {
-		t.Error("dry run made requests")
 	}
 }
 
@@ -603,145 +479,6 @@ func TestDepthAndDelay(t *testing.T) {
 	waitFor(t, "depth 0", func() bool { return h.ob.Depth() == 0 })
 	if got := h.metric("reservist_outbox_depth", ""); got != 0 {
 		t.Errorf("reservist_outbox_depth = %v, want 0", got)
-	}
-}
-
-func TestConcurrencyLimit(t *testing.T) {
-	h := newHarness(t)
-	release := make(chan struct{})
-	var mu sync.Mutex
-	inFlight, most := 0, 0
-	h.open(options{Concurrency: 3, Sender: senderFunc(func(ctx context.Context, a outbox.Action) error {
-		mu.Lock()
-		inFlight++
-		most = max(most, inFlight)
-		mu.Unlock()
-		<-release
-		mu.Lock()
-		inFlight--
-		mu.Unlock()
-		return nil
-	})})
-	for i := range 10 {
-		h.put(h.action(uint64(i + 1)))
-	}
-	h.run()
-	waitFor(t, "three calls in flight", func() bool { mu.Lock(); defer mu.Unlock(); return inFlight == 3 })
-	close(release)
-	waitFor(t, "all sent", func() bool { return h.calls("ok") == 10 })
-	if most != 3 {
-		t.Errorf("at most %d in flight, want 3", most)
-	}
-}
-
-func TestNetworkErrorRetried(t *testing.T) {
-	h := newHarness(t)
-	h.open(options{Sender: h.sender("")})
-	a := h.action(1)
-	h.fake.Inject(a.ReservationSid, taskroutertest.Fault{Drop: true})
-	h.put(a)
-	h.run()
-	waitFor(t, "the action to be sent", func() bool { return h.calls("ok") == 1 })
-	if d := cmp.Diff([]int{-1, 200}, statuses(h.fake.Requests())); d != "" {
-		t.Errorf("attempts (-want +got):\n%s", d)
-	}
-}
-
-func TestInvalidParamsAreFinal(t *testing.T) {
-	h := newHarness(t)
-	h.open(options{Sender: h.sender("")})
-	a := h.action(1)
-	a.Params = outbox.Params{"reservation_status": "accepted"}
-	h.put(a)
-	h.run()
-	waitFor(t, "the final error", func() bool { return h.calls("final_error") == 1 })
-	if len(h.fake.Requests()) != 0 {
-		t.Error("invalid parameters were sent")
-	}
-}
-
-// A call that does not finish within the drain is cut short and stays pending.
-func TestShutdownLeavesPending(t *testing.T) {
-	h := newHarness(t)
-	started := make(chan struct{})
-	block := senderFunc(func(ctx context.Context, a outbox.Action) error {
-		close(started)
-		<-ctx.Done()
-		return ctx.Err()
-	})
-	ob := h.open(options{Sender: block, Drain: 10 * time.Millisecond})
-	h.put(h.action(1))
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- ob.Run(ctx) }()
-	<-started
-	cancel()
-	if err := <-errc; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if ob.Depth() != 1 {
-		t.Fatalf("Depth after shutdown = %d, want 1", ob.Depth())
-	}
-	if err := ob.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ob = h.open(options{Sender: h.sender("")})
-	h.run()
-	waitFor(t, "the action to be sent after restart", func() bool { return h.calls("ok") == 1 })
-}
-
-// A call in flight when shutdown begins may finish: cut off, it might already have reached
-// TaskRouter, and sent again after a restart it would be refused as not pending.
-func TestShutdownDrainsCallsInFlight(t *testing.T) {
-	h := newHarness(t)
-	started, release := make(chan struct{}), make(chan struct{})
-	ob := h.open(options{Sender: senderFunc(func(ctx context.Context, a outbox.Action) error {
-		close(started)
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})})
-	h.put(h.action(1))
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- ob.Run(ctx) }()
-	<-started
-	cancel()
-	close(release)
-	if err := <-errc; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if ob.Depth() != 0 || h.calls("ok") != 1 {
-		t.Fatalf("after shutdown: Depth %d, ok calls %d; want the call in flight finished (0, 1)", ob.Depth(), h.calls("ok"))
-	}
-}
-
-func TestCloseStopsRun(t *testing.T) {
-	h := newHarness(t)
-	started := make(chan struct{})
-	ob := h.open(options{Sender: senderFunc(func(ctx context.Context, a outbox.Action) error {
-		close(started)
-		<-ctx.Done()
-		return ctx.Err()
-	}), Drain: 10 * time.Millisecond})
-	h.put(h.action(1))
-	errc := make(chan error, 1)
-	go func() { errc <- ob.Run(context.Background()) }()
-	<-started
-	if err := ob.Run(context.Background()); err == nil || errors.Is(err, outbox.ErrClosed) {
-		t.Errorf("second Run: %v, want already running", err)
-	}
-	if err := ob.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Errorf("Run: %v", err)
-	}
-	if err := ob.Run(context.Background()); !errors.Is(err, outbox.ErrClosed) {
-		t.Errorf("Run after Close: %v, want ErrClosed", err)
 	}
 }
 
@@ -830,24 +567,3 @@ func TestKillChild(t *testing.T) {
 type senderFunc func(ctx context.Context, a outbox.Action) error
 
 func (f senderFunc) Send(ctx context.Context, a outbox.Action) error { return f(ctx, a) }
-
-func TestPutRefusesIncompleteActions(t *testing.T) {
-	h := newHarness(t)
-	h.open(options{})
-	for name, edit := range map[string]func(*outbox.Action){
-		"no reservation": func(a *outbox.Action) { a.ReservationSid = "" },
-		"no task":        func(a *outbox.Action) { a.TaskSid = "" },
-		"no workspace":   func(a *outbox.Action) { a.WorkspaceSid = "" },
-		"no params":      func(a *outbox.Action) { a.Params = nil },
-		"no deadline":    func(a *outbox.Action) { a.Deadline = time.Time{} },
-	} {
-		a := h.action(1)
-		edit(&a)
-		if queued, err := h.ob.Put(context.Background(), a); err == nil || queued {
-			t.Errorf("%s: queued=%v err=%v, want an error", name, queued, err)
-		}
-	}
-	if h.ob.Depth() != 0 {
-		t.Errorf("Depth = %d after refused Puts", h.ob.Depth())
-	}
-}

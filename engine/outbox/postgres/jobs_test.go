@@ -267,7 +267,7 @@ func TestDatabaseRestart(t *testing.T) {
 	pool := newPool(t, srv.NewDatabase(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := migrateLocked(ctx, pool); err != nil {
+	if _, err := migrateLocked(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	ran := make(chan string, 8)

@@ -56,17 +56,8 @@ type actionArgs struct {
 
 func (actionArgs) Kind() string { return "reservist_action" }
 
-// uniqueForever is the uniqueness the outbox needs: by ReservationSid alone, and in every
-// state, finished ones included, so that a callback repeated after the action ended
-// (completed, cancelled for a final error, discarded after its deadline) queues nothing.
-var uniqueForever = river.UniqueOpts{ByArgs: true, ByState: rivertype.JobStates()}
-
-// maxSnooze is the longest snooze the outbox worker asks for. River puts a job snoozed for
-// no longer than its scheduler's interval (5 s, not configurable in this version) straight
-// back to available with its new run time, where the producer of any replica picks it up
-// when due; a longer snooze makes it scheduled, and only the leader's scheduler makes it
-// available again, so it waits for a leader (up to 15 s or more after a leader dies).
-const maxSnooze = 4 * time.Second
+// uniqueForever and maxSnooze are the backend's (postgres.go): these tests pin River's
+// behaviour under the settings the backend uses.
 
 // actionWorker is the outbox worker as these tests need it: with snooze set it snoozes a
 // job that is not due yet, in steps of at most maxSnooze; a due job goes to run.
@@ -110,7 +101,7 @@ func newDatabase(t *testing.T) (*pgxpool.Pool, string) {
 	pool := newPool(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := migrateLocked(ctx, pool); err != nil {
+	if _, err := migrateLocked(ctx, pool); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
 	return pool, url
@@ -133,35 +124,20 @@ func newPool(t *testing.T, url string) *pgxpool.Pool {
 	return pool
 }
 
-// migrateLockKey names the advisory lock taken around migrations (the bytes of
-// "reservis"), well away from the keys River hashes its own locks to.
-const migrateLockKey int64 = 0x7265736572766973
-
-// migrateLocked runs River's migrations up while holding a session-level advisory lock on
-// a connection of its own, so that replicas starting together on an empty database take
-// turns: rivermigrate takes no lock itself. The lock is a session one rather than a
-// transaction one because River runs each migration in its own transaction, on other
-// connections of the pool (so the pool needs at least two). A process that dies holding
-// it releases it with its connection.
-func migrateLocked(ctx context.Context, pool *pgxpool.Pool) error {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockKey); err != nil {
-		return err
-	}
-	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", migrateLockKey)
-	return migrate(ctx, pool)
-}
-
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+// migrateUnlocked is River's migration alone, without the backend's lock (migrateLocked),
+// to show why the lock is needed.
+func migrateUnlocked(ctx context.Context, pool *pgxpool.Pool) error {
 	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: quietLogger})
 	if err != nil {
 		return err
 	}
 	_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	return err
+}
+
+// migrateWithLock is the backend's migrateLocked, its versions dropped.
+func migrateWithLock(ctx context.Context, pool *pgxpool.Pool) error {
+	_, err := migrateLocked(ctx, pool)
 	return err
 }
 

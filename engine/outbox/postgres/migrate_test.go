@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"errors"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,7 +13,9 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 
+	"github.com/reservist/reservist/engine/outbox"
 	"github.com/reservist/reservist/internal/pgtest"
+	"github.com/reservist/reservist/internal/testkit"
 )
 
 // TestMigrateUp: River's migrations create its schema on an empty database, and a second
@@ -63,7 +67,7 @@ func TestConcurrentMigrations(t *testing.T) {
 		collided := 0
 		var example error
 		for range trials {
-			errs := raceTwo(t, srv.NewDatabase(t), migrate)
+			errs := raceTwo(t, srv.NewDatabase(t), migrateUnlocked)
 			if errs[0] != nil || errs[1] != nil {
 				collided++
 				example = errors.Join(errs[0], errs[1])
@@ -75,7 +79,7 @@ func TestConcurrentMigrations(t *testing.T) {
 	t.Run("under the advisory lock", func(t *testing.T) {
 		for trial := range trials {
 			url := srv.NewDatabase(t)
-			for i, err := range raceTwo(t, url, migrateLocked) {
+			for i, err := range raceTwo(t, url, migrateWithLock) {
 				if err != nil {
 					t.Errorf("trial %d: migrator %d failed under the lock: %v", trial, i, err)
 				}
@@ -121,4 +125,70 @@ func raceTwo(t *testing.T, url string, migrate func(context.Context, *pgxpool.Po
 	close(start)
 	done.Wait()
 	return errs
+}
+
+// TestMigrateAheadOfTime: `reservist migrate` (Migrate) as the database's owner lets a
+// runtime user that may only read and write rows run the outbox; without it, that user's
+// Open fails saying to run it.
+func TestMigrateAheadOfTime(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	owner := srv.NewDatabase(t)
+	u, err := url.Parse(owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := strings.TrimPrefix(u.Path, "/") + "_rw"
+	admin := newPool(t, owner)
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role) })
+	runtime := strings.Replace(owner, "postgres@", role+"@", 1)
+
+	// Not migrated: the runtime user cannot create the tables, and is told what to do.
+	_, err = Open(runtime, Options{Carrier: outbox.NewCarrier(outbox.CarrierOptions{})})
+	if err == nil || !strings.Contains(err.Error(), "reservist migrate") {
+		t.Fatalf("Open as a user that may not create tables, before any migration: %v; want an error naming reservist migrate", err)
+	}
+
+	schema, err := Migrate(ctx, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(schema.Applied) == 0 || schema.Applied[len(schema.Applied)-1] != schema.Version {
+		t.Errorf("Migrate on an empty database = %+v, want every version up to the current one", schema)
+	}
+	again, err := Migrate(ctx, owner)
+	if err != nil || len(again.Applied) != 0 || again.Version != schema.Version {
+		t.Errorf("Migrate again = %+v (%v), want nothing applied, version %d", again, err, schema.Version)
+	}
+	for _, grant := range []string{
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + role,
+		"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO " + role,
+	} {
+		if _, err := admin.Exec(ctx, grant); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ob := open(t, runtime, &testkit.LogBuffer{}, nil)
+	if err := ob.Ready(); err != nil {
+		t.Fatalf("Ready as the runtime user after the migration: %v", err)
+	}
+	if queued, err := ob.Put(ctx, testAction(1)); err != nil || !queued {
+		t.Fatalf("Put as the runtime user: %v, %v", queued, err)
+	}
+	errc := make(chan error, 1)
+	runCtx, stop := context.WithCancel(ctx)
+	go func() { errc <- ob.Run(runCtx) }()
+	waitFor(t, 20*time.Second, "the action carried out by the runtime user", func() (bool, error) {
+		st, err := ob.Stats(ctx)
+		return err == nil && st.Depth == 0, err
+	})
+	stop()
+	if err := <-errc; err != nil {
+		t.Errorf("Run: %v", err)
+	}
 }

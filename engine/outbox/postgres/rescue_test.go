@@ -27,20 +27,8 @@ const (
 	childIDEnv = "RESERVIST_RIVER_ID"
 )
 
-// Settings of the outbox client (see NOTES.md for why).
-const (
-	// jobTimeout bounds one REST call, retries of it being separate attempts.
-	jobTimeout = 15 * time.Second
-	// rescueAfter is how long a job may be running before the leader takes it for one held
-	// by a dead replica and makes it retryable. River requires it to be at least jobTimeout,
-	// since a live replica may still be in the call until then.
-	rescueAfter = 20 * time.Second
-	// pollInterval is how often each replica looks for due jobs beside the notifications
-	// of new ones: a due delayed action runs at most this late.
-	pollInterval = 100 * time.Millisecond
-)
-
-// outboxConfig is a replica's client configuration, as the backend is meant to set it.
+// outboxConfig is a replica's client configuration with the backend's settings (postgres.go),
+// in River's default queue.
 func outboxConfig(id string, ws *river.Workers) *river.Config {
 	return &river.Config{
 		ID:                   id,

@@ -9,6 +9,8 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/reservist/reservist/engine/outbox"
 )
 
 // TestDelayLateness measures how late delayed jobs run, by how they are inserted and how
@@ -137,5 +139,58 @@ func TestDelayLateness(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// nopSender takes every call at once, so that only the outbox limits the rate.
+type nopSender struct{}
+
+func (nopSender) Send(context.Context, outbox.Action) error { return nil }
+
+// TestCarryOutRate: how fast one replica carries out a backlog (actions stored while it was
+// down, or a burst), by River's FetchCooldown, with the default 8 workers and a TaskRouter
+// that answers at once. A fetch takes as many due jobs as there are free workers, and the
+// next fetch waits for the cooldown, so River's default of 100 ms caps a replica at
+// 8 per 100 ms. The figures are in NOTES.md.
+func TestCarryOutRate(t *testing.T) {
+	t.Parallel()
+	const n = 400
+	rates := map[time.Duration]float64{}
+	var mu sync.Mutex
+	t.Run("cooldown", func(t *testing.T) {
+		for _, cooldown := range []time.Duration{100 * time.Millisecond, fetchCooldown} {
+			t.Run(cooldown.String(), func(t *testing.T) {
+				t.Parallel()
+				_, url := newDatabase(t)
+				ob, err := Open(url, Options{Carrier: outbox.NewCarrier(outbox.CarrierOptions{Sender: nopSender{}}), fetchCooldown: cooldown})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ob.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				for i := range n {
+					if _, err := ob.Put(ctx, testAction(uint64(i+1))); err != nil {
+						t.Fatal(err)
+					}
+				}
+				start := time.Now()
+				runCtx, stop := context.WithCancel(ctx)
+				defer stop()
+				go ob.Run(runCtx)
+				waitFor(t, 50*time.Second, "the backlog carried out", func() (bool, error) {
+					st, err := ob.Stats(ctx)
+					return err == nil && st.Depth == 0, nil
+				})
+				rate := n / time.Since(start).Seconds()
+				t.Logf("FetchCooldown %v: %d actions carried out at %.0f/s", cooldown, n, rate)
+				mu.Lock()
+				rates[cooldown] = rate
+				mu.Unlock()
+			})
+		}
+	})
+	if ours, river := rates[fetchCooldown], rates[100*time.Millisecond]; ours < 2*river {
+		t.Errorf("the backend's cooldown carried out %.0f/s, River's default %.0f/s: want at least twice as fast", ours, river)
 	}
 }
