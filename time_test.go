@@ -54,8 +54,8 @@ func TestCasesAtAnyTimeOfDay(t *testing.T) {
 	}{
 		{"2026-03-10T04:30:00Z", nightDesk}, // 04:30 in London; 23:30 on Monday in Chicago
 		{"2026-03-10T10:00:00Z", `{"instruction":"redirect","call_sid":"CA0123456789abcdef0123456789abcdef","url":"https://example.com/twiml/voicemail?received=2026-03-10T06:00:00-04:00","accept":true}`}, // 05:00 in Chicago, 10:00 in London
-		{"2026-03-10T16:00:00Z", `{"instruction":"conference","end_conference_on_customer_exit":true}`}, // 11:00 in Chicago
-		{"2026-03-10T23:30:00Z", nightDesk},                  // 18:30 in Chicago, 23:30 in London
+		{"2026-03-10T16:00:00Z", `{"instruction":"conference","end_conference_on_customer_exit":true}`},                                                                                                     // 11:00 in Chicago
+		{"2026-03-10T23:30:00Z", nightDesk}, // 18:30 in Chicago, 23:30 in London
 	}
 	var first map[string]string // each suite's report at the first time
 	for i, tt := range times {
