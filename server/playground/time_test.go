@@ -38,7 +38,7 @@ func timeHarness(t *testing.T, file string, now time.Time, dirs ...string) *harn
 }
 
 // A voice call with no Timestamp, as the page's form may hold one.
-const voiceParams = `"params": {"TaskSid": "WT0123456789abcdef0123456789abcdef", "TaskAttributes": {"channel": "voice", "call_sid": "CA0123456789abcdef0123456789abcdef"}, "WorkerAttributes": {}}`
+const voiceParams = `"params": {"TaskSid": "WT0123456789abcdef0123456789abcdef", "TaskAttributes": {"channel": "voice", "call_sid": "CA0123456789abcdef0123456789abcdef"}, "WorkerAttributes": {"contact_uri": "client:alice"}}`
 
 // "at" decides a callback at that time in place of its Timestamp; without it, the
 // callback's Timestamp; without that, the clock, as serve would. Each decision says which.
@@ -52,8 +52,8 @@ func TestDecideAt(t *testing.T) {
 		{"at, RFC 3339", `{` + voiceParams + `, "at": "2026-03-10T09:00:00-05:00"}`, "support-voice", "2026-03-10T10:00:00-04:00", "at"},
 		{"at, epoch seconds as a string", `{` + voiceParams + `, "at": "1773183600"}`, "night-desk-voice", "2026-03-10T19:00:00-04:00", "at"},
 		{"at, epoch seconds as a number", `{` + voiceParams + `, "at": 1773183600}`, "night-desk-voice", "2026-03-10T19:00:00-04:00", "at"},
-		{"at over the Timestamp", `{"form": "TaskAttributes=%7B%22channel%22%3A%22voice%22%2C%22call_sid%22%3A%22CA0123456789abcdef0123456789abcdef%22%7D&WorkerAttributes=%7B%7D&Timestamp=1773183600", "at": "2026-03-10T09:00:00-05:00"}`, "support-voice", "2026-03-10T10:00:00-04:00", "at"},
-		{"the Timestamp", `{"form": "TaskAttributes=%7B%22channel%22%3A%22voice%22%2C%22call_sid%22%3A%22CA0123456789abcdef0123456789abcdef%22%7D&WorkerAttributes=%7B%7D&Timestamp=1773183600"}`, "night-desk-voice", "2026-03-10T19:00:00-04:00", "timestamp"},
+		{"at over the Timestamp", `{"form": "TaskAttributes=%7B%22channel%22%3A%22voice%22%2C%22call_sid%22%3A%22CA0123456789abcdef0123456789abcdef%22%7D&WorkerAttributes=%7B%22contact_uri%22%3A%22client%3Aalice%22%7D&Timestamp=1773183600", "at": "2026-03-10T09:00:00-05:00"}`, "support-voice", "2026-03-10T10:00:00-04:00", "at"},
+		{"the Timestamp", `{"form": "TaskAttributes=%7B%22channel%22%3A%22voice%22%2C%22call_sid%22%3A%22CA0123456789abcdef0123456789abcdef%22%7D&WorkerAttributes=%7B%22contact_uri%22%3A%22client%3Aalice%22%7D&Timestamp=1773183600"}`, "night-desk-voice", "2026-03-10T19:00:00-04:00", "timestamp"},
 		{"the clock", `{` + voiceParams + `}`, "after-hours-voice", "2026-03-15T12:00:00-04:00", "arrival"},
 		{"null at: the clock", `{` + voiceParams + `, "at": null}`, "after-hours-voice", "2026-03-15T12:00:00-04:00", "arrival"},
 	} {
@@ -89,7 +89,7 @@ func TestDraftAt(t *testing.T) {
 		h := timeHarness(t, hoursRules, now, hoursCases)
 		status, got := h.post(t, "/draft", mustJSON(map[string]any{
 			"rules":  changed,
-			"params": map[string]any{"TaskAttributes": map[string]any{"channel": "voice", "call_sid": "CA0123456789abcdef0123456789abcdef"}, "WorkerAttributes": map[string]any{}},
+			"params": map[string]any{"TaskAttributes": map[string]any{"channel": "voice", "call_sid": "CA0123456789abcdef0123456789abcdef"}, "WorkerAttributes": map[string]any{"contact_uri": "client:alice"}},
 			"at":     "2026-03-10T08:30:00-05:00",
 		}))
 		if status != 200 {
@@ -126,7 +126,7 @@ func TestDraftCaseWithoutTimestamp(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, body := range map[string]string{
-		"voice.yaml":        "TaskAttributes: {channel: voice, call_sid: CA0123456789abcdef0123456789abcdef}\nWorkerAttributes: {}\n",
+		"voice.yaml":        "TaskAttributes: {channel: voice, call_sid: CA0123456789abcdef0123456789abcdef}\nWorkerAttributes: {contact_uri: client:alice}\n",
 		"voice.golden.json": `{"rule": "voice", "response": {"instruction": "accept"}, "rest": null}`,
 	} {
 		if err := os.WriteFile(filepath.Join(casesDir, name), []byte(body), 0o644); err != nil {
