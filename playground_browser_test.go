@@ -356,7 +356,7 @@ func TestPlaygroundTimeInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`body[data-ready="true"]`)),
 	)
 	// A voice call whose Timestamp says Sunday afternoon: both desks are closed then.
-	form := "TaskSid=WT0123456789abcdef0123456789abcdef&Timestamp=2026-03-15T16%3A00%3A00Z&TaskAttributes=%7B%22channel%22%3A%22voice%22%2C%22call_sid%22%3A%22CA0123456789abcdef0123456789abcdef%22%7D&WorkerAttributes=%7B%7D"
+	form := "TaskSid=WT0123456789abcdef0123456789abcdef&Timestamp=2026-03-15T16%3A00%3A00Z&TaskAttributes=%7B%22channel%22%3A%22voice%22%2C%22call_sid%22%3A%22CA0123456789abcdef0123456789abcdef%22%7D&WorkerAttributes=%7B%22contact_uri%22%3A%22client%3Aalice%22%7D"
 	for _, tt := range []struct{ at, rule, shown string }{
 		{"", "after-hours-voice", "2026-03-15T12:00:00-04:00 (the callback's Timestamp)"},
 		{"2026-03-10T09:00:00-05:00", "support-voice", "2026-03-10T10:00:00-04:00 (the time given)"},
