@@ -29,6 +29,7 @@ type Serve struct {
 	Rules                 string
 	Listen                string
 	CallbackPaths         []string
+	EventsPath            string // "" when --events-path off
 	AdminListen           string // "" when --admin-listen off
 	PublicURL             *url.URL
 	StateDir              string
@@ -50,6 +51,9 @@ type Serve struct {
 	// Warnings are logged once the logger exists: they do not stop the start.
 	Warnings []string
 }
+
+// DefaultEventsPath is --events-path's default.
+const DefaultEventsPath = "/taskrouter/events"
 
 // DefaultReservationTimeout is the default of the Workflow's TaskReservationTimeout, and so
 // of --reservation-timeout wherever a command takes it (serve, check).
@@ -99,10 +103,12 @@ func DeclareServe(fs *flag.FlagSet) func(getenv func(string) string) (*Serve, er
 		redact      = &cli.List{}
 		publicURL   string
 		adminListen string
+		eventsPath  string
 	)
 	fs.StringVar(&c.Rules, "rules", "rules.yaml", "the rules `file`")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "callback listener `address`")
 	fs.Var(paths, "callback-path", "`path` TaskRouter calls; repeatable")
+	fs.StringVar(&eventsPath, "events-path", DefaultEventsPath, "`path` on the callback listener for TaskRouter's Event callbacks (the Workspace's EventCallbackUrl); off disables it")
 	fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:9090", "admin listener `address` (metrics, reload, rules status, playground); off disables it")
 	fs.StringVar(&publicURL, "public-url", "", "scheme://host[:port] `URL` TaskRouter uses to reach reservist, for signature checks behind proxies (default: the request's own)")
 	fs.StringVar(&c.StateDir, "state-dir", ".reservist", "`directory` where the REST outbox keeps pending actions (created if missing)")
@@ -133,6 +139,9 @@ func DeclareServe(fs *flag.FlagSet) func(getenv func(string) string) (*Serve, er
 		}
 		if adminListen != "off" {
 			c.AdminListen = adminListen
+		}
+		if eventsPath != "off" {
+			c.EventsPath = eventsPath
 		}
 		if publicURL != "" {
 			u, err := ParsePublicURL(publicURL)
@@ -182,6 +191,14 @@ func (c *Serve) check() []error {
 	c.CallbackPaths = paths
 	if len(paths) == 0 {
 		bad("--callback-path: at least one path is needed")
+	}
+	if c.EventsPath != "" {
+		switch err := checkCallbackPath(c.EventsPath); {
+		case err != nil:
+			bad("--events-path %q: %v (or off)", c.EventsPath, err)
+		case seen[c.EventsPath]:
+			bad("--events-path %q is also a --callback-path: Event callbacks need a path of their own", c.EventsPath)
+		}
 	}
 	if c.StateDir == "" {
 		bad("--state-dir must not be empty")

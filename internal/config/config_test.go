@@ -131,3 +131,48 @@ func TestOutbox(t *testing.T) {
 		}
 	}
 }
+
+func TestEventsPath(t *testing.T) {
+	none := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{nil, "", "/taskrouter/events"},
+		{nil, "/events", "/events"},
+		{[]string{"--events-path", "off"}, "/events", ""},
+		{nil, "off", ""},
+		{[]string{"--events-path", "/tr/ev"}, "/events", "/tr/ev"},
+	} {
+		getenv := func(k string) string {
+			if k == "RESERVIST_EVENTS_PATH" {
+				return tc.env
+			}
+			return ""
+		}
+		c, err := ParseServe(tc.args, getenv)
+		if err != nil {
+			t.Errorf("ParseServe(%q, RESERVIST_EVENTS_PATH=%q) = %v", tc.args, tc.env, err)
+			continue
+		}
+		if c.EventsPath != tc.want {
+			t.Errorf("ParseServe(%q, RESERVIST_EVENTS_PATH=%q).EventsPath = %q; want %q", tc.args, tc.env, c.EventsPath, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--events-path", "events"}, `--events-path "events": must start with /`},
+		{[]string{"--events-path", "/ev?x=1"}, `--events-path "/ev?x=1": must be a plain path`},
+		{[]string{"--events-path", "/healthz"}, `--events-path "/healthz": is one of reservist's own routes`},
+		{[]string{"--events-path", "/assignment_callback"}, `--events-path "/assignment_callback" is also a --callback-path`},
+		{[]string{"--callback-path", "/a", "--callback-path", "/b", "--events-path", "/b"}, `--events-path "/b" is also a --callback-path`},
+	} {
+		_, err := ParseServe(tc.args, none)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseServe(%q) = %v; want an error with %q", tc.args, err, tc.want)
+		}
+	}
+}
