@@ -26,17 +26,17 @@ var mayImport = map[string][]string{
 	"engine/taskrouter":        {"engine/outbox", "rules"},
 	// What became of each reservation: remembers decisions and counts events; it reads the
 	// serving rules only to count since they were loaded.
-	"engine/outcomes": {"engine/reload"},
-	"server":                   {"rules", "engine", "internal/logbuf"},
-	"internal/cli":             {"internal/typo"},
-	"internal/typo":            {}, // "did you mean": below everything that names things
-	"internal/config":          {"internal/cli", "engine/outbox", "engine/taskrouter", "engine/cases"},
-	"internal/logbuf":          {"engine/jsonstr"},
-	"internal/gcheadroom":      {},
-	"internal/testkit":         {},
-	"internal/loadtest":        {"rules", "engine", "server", "engine/reload", "engine/cases"},
-	"deploy":                   {},
-	"":                         {"rules", "engine", "server", "internal"}, // the root wires everything
+	"engine/outcomes":     {"engine/reload"},
+	"server":              {"rules", "engine", "internal/logbuf"},
+	"internal/cli":        {"internal/typo"},
+	"internal/typo":       {}, // "did you mean": below everything that names things
+	"internal/config":     {"internal/cli", "engine/outbox", "engine/taskrouter", "engine/cases"},
+	"internal/logbuf":     {"engine/jsonstr"},
+	"internal/gcheadroom": {},
+	"internal/testkit":    {},
+	"internal/loadtest":   {"rules", "engine", "server", "engine/reload", "engine/cases"},
+	"deploy":              {},
+	"":                    {"rules", "engine", "server", "internal"}, // the root wires everything
 }
 
 // TestLayout holds every package's non-test imports to mayImport: nothing in rules knows
