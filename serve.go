@@ -25,6 +25,7 @@ import (
 	"github.com/reservist/reservist/engine/outbox"
 	"github.com/reservist/reservist/engine/outbox/boltdb"
 	"github.com/reservist/reservist/engine/outbox/postgres"
+	"github.com/reservist/reservist/engine/outcomes"
 	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/engine/taskrouter"
 	"github.com/reservist/reservist/internal/cli"
@@ -136,6 +137,7 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 		g         group
 		rl        *reload.Reloader
 		ob        outbox.Outbox
+		tracker   *outcomes.Tracker // nil with --events-path off: no outcomes to count
 		bench     workbench
 		callbacks = httpServer(cfg.ResponseBudget, callbackIdleTimeout, server.NewConns("callback", callbackMaxConns, conns), logger)
 		admin     = httpServer(0, adminIdleTimeout, server.NewConns("admin", adminMaxConns, conns), logger)
@@ -177,6 +179,35 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 				return nil
 			},
 			close: func() error { return ob.Close() },
+		},
+		component{
+			name: "outcomes",
+			open: func() error {
+				if cfg.EventsPath == "" {
+					return nil
+				}
+				// With the shared outbox the decisions are kept in its database, so that
+				// whichever replica an event reaches counts it.
+				var store outcomes.Store
+				if pg, ok := ob.(*postgres.Outbox); ok {
+					store = pg.Decisions()
+				}
+				tracker = outcomes.New(outcomes.Options{
+					Window: cfg.ReservationTimeout + outcomes.WindowSlack,
+					Store:  store,
+					Rules:  rl,
+					Logger: logger,
+				})
+				return tracker.Register(reg)
+			},
+			// Stopped after the listeners have drained: the decisions still queued for the
+			// database are written, while the outbox's connections are still open.
+			run: func(ctx context.Context) error {
+				if tracker == nil {
+					return nil
+				}
+				return tracker.Run(ctx)
+			},
 		},
 		component{
 			name: "rules watcher",
@@ -241,6 +272,8 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 					Rules:              rl,
 					Outbox:             ob,
 					CallbackPaths:      cfg.CallbackPaths,
+					EventsPath:         cfg.EventsPath,
+					Outcomes:           tracker,
 					AuthToken:          token,
 					PublicURL:          cfg.PublicURL,
 					ResponseBudget:     cfg.ResponseBudget,
@@ -303,7 +336,7 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 			adminAddr = "off"
 		}
 		logger.Info("listening", "callback", addrs.callback, "admin", adminAddr,
-			"callback_paths", cfg.CallbackPaths, "signed", token != "", "revision", rl.Current().Revision(), "version", version())
+			"callback_paths", cfg.CallbackPaths, "events_path", eventsPathLog(cfg.EventsPath), "signed", token != "", "revision", rl.Current().Revision(), "version", version())
 		if h.ready != nil {
 			h.ready(addrs)
 		}
@@ -323,6 +356,14 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 	}
 	sink.Flush()
 	return err
+}
+
+// eventsPathLog is --events-path as the start-up line names it.
+func eventsPathLog(p string) string {
+	if p == "" {
+		return "off"
+	}
+	return p
 }
 
 // openOutbox opens the REST outbox that --outbox names, the embedded one in --state-dir or

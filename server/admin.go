@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/reservist/reservist/engine/outbox"
+	"github.com/reservist/reservist/engine/outcomes"
 	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/rules"
 	"github.com/reservist/reservist/rules/schema"
@@ -88,8 +89,8 @@ func handleReload(rs reload.Source) http.Handler {
 }
 
 // handleRules reports what serves: the file, its revision, when it loaded, why the last
-// reload failed, and how many callbacks each rule decided.
-func handleRules(rs reload.Source) http.Handler {
+// reload failed, how many callbacks each rule decided and how their reservations ended.
+func handleRules(rs reload.Source, tracker *outcomes.Tracker) http.Handler {
 	type status struct {
 		Path          string               `json:"path"`
 		Revision      string               `json:"revision"`
@@ -98,6 +99,9 @@ func handleRules(rs reload.Source) http.Handler {
 		LastError     []string             `json:"last_error,omitempty"`
 		LastAttemptAt time.Time            `json:"last_attempt_at"`
 		Rules         []reload.RuleMatches `json:"rules"`
+		// Outcomes are the reservation outcomes counted since these rules were loaded, by
+		// the name of the rule that decided them; absent while Event callbacks are off.
+		Outcomes map[string]outcomes.Counts `json:"outcomes,omitzero"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cur, st := rs.Current(), rs.Status()
@@ -108,6 +112,9 @@ func handleRules(rs reload.Source) http.Handler {
 			Stale:         st.Stale,
 			LastAttemptAt: st.LastAttemptAt,
 			Rules:         cur.MatchCounts(),
+		}
+		if tracker != nil {
+			out.Outcomes = tracker.SinceLoad(cur)
 		}
 		if st.LastError != nil {
 			out.LastError = rules.ErrorLines(st.LastError)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/outbox"
+	"github.com/reservist/reservist/engine/outcomes"
 	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/internal/logbuf"
 	"github.com/reservist/reservist/rules"
@@ -66,8 +67,9 @@ type callback struct {
 	metrics       *Metrics
 	budgets       sync.Pool // *budget whose timer is stopped
 
-	observe func(url.Values, *engine.Decision) // Options.Observe
-	now     func() time.Time                   // Options.Now
+	outcomes *outcomes.Tracker                  // Options.Outcomes
+	observe  func(url.Values, *engine.Decision) // Options.Observe
+	now      func() time.Time                   // Options.Now
 
 	beforeDecide func() // tests hold a decision back with it
 }
@@ -83,6 +85,7 @@ func newCallback(o Options) *callback {
 		log:          o.Logger,
 		decisions:    o.DecisionLog,
 		metrics:      o.Metrics,
+		outcomes:     o.Outcomes,
 		observe:      o.Observe,
 		now:          o.Now,
 		beforeDecide: o.beforeDecide,
@@ -128,6 +131,9 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answeredAt = time.Now()
 	}
 	c.record(d, res, answeredAt.Sub(received))
+	if c.outcomes != nil && res.outcome != OutcomeUnavailable { // a 503 is the fallback URL's to decide
+		c.outcomes.Record(d.ReservationSid, d.Rule, received)
+	}
 	if c.observe != nil {
 		c.observe(params, d)
 	}

@@ -24,6 +24,7 @@ type Metrics struct {
 	series     sync.Map // callbackLabels → prometheus.Counter of callbacks
 	latency    prometheus.Histogram
 	ruleErrors *prometheus.CounterVec
+	events     *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics; Register exposes them.
@@ -43,13 +44,17 @@ func NewMetrics() *Metrics {
 			Name: "reservist_rule_evaluation_errors_total",
 			Help: "Rule conditions that failed at run time (the rule did not match), by rule.",
 		}, []string{"rule"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reservist_events_total",
+			Help: "TaskRouter Event callbacks by type (those reservist acts on; other for the rest) and result (handled, ignored, forbidden, bad_request).",
+		}, []string{"type", "result"}),
 	}
 	return m
 }
 
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	return registerAll(reg, m.callbacks, m.latency, m.ruleErrors)
+	return registerAll(reg, m.callbacks, m.latency, m.ruleErrors, m.events)
 }
 
 // registerAll registers every collector, or none.
@@ -79,4 +84,13 @@ func (m *Metrics) callback(rule, instruction, outcome string, took time.Duration
 	}
 	c.(prometheus.Counter).Inc()
 	m.latency.Observe(took.Seconds())
+}
+
+// event counts an Event callback. Its type is a label only when reservist acts on it, so
+// that no caller can make series of its own.
+func (m *Metrics) event(typ, result string) {
+	if _, ok := eventEnds[typ]; !ok {
+		typ = "other"
+	}
+	m.events.WithLabelValues(typ, result).Inc()
 }

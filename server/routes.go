@@ -11,7 +11,8 @@ import (
 	"github.com/reservist/reservist/server/internal/respond"
 )
 
-// Callbacks is the callback listener's handler: the callback paths, /healthz and /readyz.
+// Callbacks is the callback listener's handler: the callback paths, the events path,
+// /healthz and /readyz.
 func (s *Server) Callbacks() http.Handler {
 	r := newRouter(s.o.Logger)
 	r.Get("/healthz", handleHealthz().ServeHTTP)
@@ -20,6 +21,9 @@ func (s *Server) Callbacks() http.Handler {
 	for _, p := range s.o.CallbackPaths {
 		r.Handle(p, s.callback) // every method: the handler answers 405 itself, in the order of checks
 		direct.paths[p] = true
+	}
+	if s.o.EventsPath != "" {
+		r.Handle(s.o.EventsPath, s.events) // every method: the handler answers 405 itself
 	}
 	return direct
 }
@@ -35,7 +39,7 @@ func (s *Server) Admin() http.Handler {
 		r.Handle("/metrics", s.metricsHandler())
 	}
 	r.Post("/-/reload", handleReload(s.o.Rules).ServeHTTP)
-	r.Get("/rules", handleRules(s.o.Rules).ServeHTTP)
+	r.Get("/rules", handleRules(s.o.Rules, s.o.Outcomes).ServeHTTP)
 	r.Get("/schema.json", handleSchema().ServeHTTP)
 	if pg := s.o.Playground; pg != nil {
 		r.Group(func(r chi.Router) {

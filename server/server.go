@@ -4,6 +4,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/reservist/reservist/engine"
 	"github.com/reservist/reservist/engine/outbox"
+	"github.com/reservist/reservist/engine/outcomes"
 	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/server/playground"
 )
@@ -27,6 +29,16 @@ type Options struct {
 
 	// CallbackPaths are the paths TaskRouter calls (--callback-path).
 	CallbackPaths []string
+	// EventsPath is where TaskRouter's Event callbacks arrive (--events-path); "" serves
+	// none.
+	EventsPath string
+	// Supersede ends the pending outbox actions an event says are over: the reservation's
+	// (reservationSid set) or every one of the task's (taskSid set), and says how many; nil
+	// ends none.
+	Supersede func(ctx context.Context, reservationSid, taskSid, event string) (int, error)
+	// Outcomes, if set, remembers each callback's deciding rule and counts the outcomes
+	// that Event callbacks report.
+	Outcomes *outcomes.Tracker
 	// AuthToken checks X-Twilio-Signature; empty accepts unsigned callbacks (the caller
 	// decides when that is allowed).
 	AuthToken string
@@ -66,12 +78,13 @@ type Options struct {
 type Server struct {
 	o        Options
 	callback *callback
+	events   *events
 }
 
 // New returns the server for o.
 func New(o Options) *Server {
 	o = o.withDefaults()
-	return &Server{o: o, callback: newCallback(o)}
+	return &Server{o: o, callback: newCallback(o), events: newEvents(o)}
 }
 
 // withDefaults fills in what o leaves out: logs nobody reads, metrics nobody collects.

@@ -145,6 +145,17 @@ func (m *memory) len() int {
 	return n
 }
 
+// String is the SID as TaskRouter writes it: WR and 32 lower-case hex digits.
+func (k sid) String() string {
+	const digits = "0123456789abcdef"
+	var b [34]byte
+	b[0], b[1] = 'W', 'R'
+	for i, c := range k {
+		b[2+2*i], b[3+2*i] = digits[c>>4], digits[c&0xf]
+	}
+	return string(b[:])
+}
+
 // parseSid reads a ReservationSid: WR and 32 hex digits.
 func parseSid(s string) (k sid, ok bool) {
 	if len(s) != 34 || s[0] != 'W' || s[1] != 'R' {

@@ -155,16 +155,17 @@ type Tracker struct {
 	running atomic.Bool
 }
 
-// decision is one callback's decision on its way to a shared store.
+// decision is one callback's decision on its way to a shared store. The SID is held as
+// bytes: as a string it would be a part of the callback's body and keep all of it.
 type decision struct {
-	sid  string
+	key  sid
 	rule string
 	at   time.Time
 }
 
 // lookup is one event to resolve.
 type lookup struct {
-	sid     string
+	key     sid
 	outcome string
 	due     time.Time // a retry's time; zero for a first attempt
 }
@@ -226,11 +227,12 @@ func (t *Tracker) Record(sid, rule string, at time.Time) {
 		}
 		return
 	}
-	if _, ok := parseSid(sid); !ok {
+	key, ok := parseSid(sid)
+	if !ok {
 		return
 	}
 	select {
-	case t.writes <- decision{sid: sid, rule: rule, at: at}:
+	case t.writes <- decision{key: key, rule: rule, at: at}:
 	default:
 		t.metrics.droppedQueue.Inc()
 	}
@@ -244,28 +246,28 @@ func (t *Tracker) Outcome(sid, outcome string) {
 	if outcomeIndex(outcome) < 0 {
 		return
 	}
-	if _, ok := parseSid(sid); !ok {
+	key, ok := parseSid(sid)
+	if !ok {
 		t.metrics.unmatched.WithLabelValues(outcome).Inc()
 		return
 	}
 	if t.mem != nil {
 		// In memory the lookup is as cheap as queueing it; only a miss waits for Run.
-		if t.resolveMemory(sid, outcome) {
+		if t.resolveMemory(key, outcome) {
 			return
 		}
-		t.retry(lookup{sid: sid, outcome: outcome})
+		t.retry(lookup{key: key, outcome: outcome})
 		return
 	}
 	select {
-	case t.lookups <- lookup{sid: sid, outcome: outcome}:
+	case t.lookups <- lookup{key: key, outcome: outcome}:
 	default:
 		t.metrics.unmatched.WithLabelValues(outcome).Inc()
 	}
 }
 
 // resolveMemory counts an outcome found in memory; false when the decision is not there.
-func (t *Tracker) resolveMemory(sid, outcome string) bool {
-	key, _ := parseSid(sid)
+func (t *Tracker) resolveMemory(key sid, outcome string) bool {
 	id, found, first := t.mem.resolve(key, t.now())
 	if !found {
 		return false
@@ -335,7 +337,7 @@ func (t *Tracker) retryLoop(ctx context.Context) {
 			}
 		}
 		if t.mem != nil {
-			if !t.resolveMemory(l.sid, l.outcome) {
+			if !t.resolveMemory(l.key, l.outcome) {
 				t.metrics.unmatched.WithLabelValues(l.outcome).Inc()
 			}
 			continue
@@ -398,7 +400,7 @@ func (t *Tracker) resolveLoop(ctx context.Context) {
 func (t *Tracker) resolveStore(ctx context.Context, batch []lookup) []lookup {
 	sids, outs := make([]string, len(batch)), make([]string, len(batch))
 	for i, l := range batch {
-		sids[i], outs[i] = l.sid, l.outcome
+		sids[i], outs[i] = l.key.String(), l.outcome // as RecordDecisions wrote it
 	}
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	rules, first, err := t.store.ResolveOutcomes(sctx, t.now().Add(-t.window), sids, outs)
@@ -453,7 +455,7 @@ func (t *Tracker) writeLoop(ctx context.Context) {
 			for {
 				select {
 				case d := <-t.writes:
-					sids, rules, at = append(sids, d.sid), append(rules, d.rule), append(at, d.at)
+					sids, rules, at = append(sids, d.key.String()), append(rules, d.rule), append(at, d.at)
 					if len(sids) == batchMax {
 						flush(context.Background())
 					}
@@ -465,7 +467,7 @@ func (t *Tracker) writeLoop(ctx context.Context) {
 			flush(context.Background())
 			return
 		case d := <-t.writes:
-			sids, rules, at = append(sids, d.sid), append(rules, d.rule), append(at, d.at)
+			sids, rules, at = append(sids, d.key.String()), append(rules, d.rule), append(at, d.at)
 			if len(sids) == 1 {
 				linger.Reset(batchLinger)
 			}

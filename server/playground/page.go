@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/reservist/reservist/engine/outcomes"
 	"github.com/reservist/reservist/rules"
 	"github.com/reservist/reservist/server/internal/respond"
 )
@@ -23,6 +24,15 @@ var page = template.Must(template.New("index.html").Funcs(template.FuncMap{
 		return rev
 	},
 	"when": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"outcomes": func(c outcomes.Counts) []outcomeCount {
+		var out []outcomeCount
+		for _, o := range []outcomeCount{{outcomes.Accepted, c.Accepted}, {outcomes.Rejected, c.Rejected}, {outcomes.Timeout, c.Timeout}, {outcomes.Canceled, c.Canceled}, {outcomes.Rescinded, c.Rescinded}} {
+			if o.N > 0 {
+				out = append(out, o)
+			}
+		}
+		return out
+	},
 }).ParseFS(assets, "assets/index.html"))
 
 // pageData is what the page shows when it loads; everything after that comes from the JSON
@@ -35,6 +45,8 @@ type pageData struct {
 	LastError     []string
 	LastAttemptAt time.Time
 	Rules         []ruleRow
+	// OutcomesOn says that reservation outcomes are counted (Event callbacks are on).
+	OutcomesOn bool
 
 	Recent    []RecentCallback
 	RecentOn  bool
@@ -52,6 +64,13 @@ type ruleRow struct {
 	Name, Description, When, Do, Via string
 	Delay                            time.Duration
 	Matches                          uint64
+	Outcomes                         outcomes.Counts // since the rules were loaded
+}
+
+// outcomeCount is one outcome with its count, as the rules table lists it.
+type outcomeCount struct {
+	Outcome string
+	N       uint64
 }
 
 // maxSource bounds the rules file put into the page; a bigger one would not be a draft
@@ -67,7 +86,7 @@ func handlePage(o Options) http.Handler {
 			Path: st.Path, Revision: cur.Revision(), LoadedAt: cur.LoadedAt,
 			Stale: st.Stale, LastAttemptAt: st.LastAttemptAt,
 			RecentOn: o.Recent != nil, RecentOff: o.RecentOff, RecentMax: RecentMax,
-			CaseDirs: o.CaseDirs,
+			CaseDirs: o.CaseDirs, OutcomesOn: o.Outcomes != nil,
 		}
 		if st.LastError != nil {
 			d.LastError = rules.ErrorLines(st.LastError)
@@ -82,6 +101,12 @@ func handlePage(o Options) http.Handler {
 			ruleRow{Name: "default", Description: "no rule matched", Do: set.Default.Do, Via: string(set.Default.Via), Delay: set.Default.Delay, Matches: cur.Matches("default")},
 			ruleRow{Name: "on_error", Description: "the callback could not be decided", Do: set.OnError.Do, Via: string(set.OnError.Via), Delay: set.OnError.Delay, Matches: cur.Matches("on_error")},
 		)
+		if o.Outcomes != nil {
+			counts := o.Outcomes.SinceLoad(cur)
+			for i := range d.Rules {
+				d.Rules[i].Outcomes = counts[d.Rules[i].Name]
+			}
+		}
 		if o.Recent != nil {
 			d.Recent = o.Recent.List()
 		}

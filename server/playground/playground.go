@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/reservist/reservist/engine/outcomes"
 	"github.com/reservist/reservist/engine/reload"
 	"github.com/reservist/reservist/server/internal/respond"
 )
@@ -38,6 +39,9 @@ type Options struct {
 	// Now is the clock a callback without "at" or a usable Timestamp is decided by, as serve
 	// decides one; time.Now when nil.
 	Now func() time.Time
+	// Outcomes, when set, gives each active rule's reservation outcomes since the rules were
+	// loaded, for the rules table; nil leaves them out (Event callbacks are off).
+	Outcomes *outcomes.Tracker
 }
 
 //go:embed assets

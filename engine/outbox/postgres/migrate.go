@@ -76,6 +76,9 @@ func migrateLocked(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating or upgrading the outbox schema: %w", err)
 	}
+	if err := migrateDecisions(ctx, conn); err != nil { // decisions.go
+		return nil, err
+	}
 	var applied []int
 	for _, v := range res.Versions {
 		applied = append(applied, v.Version)

@@ -117,6 +117,12 @@ type Server struct {
 	changed      chan struct{} // closed and replaced on every new request
 	inFlight     int
 	maxInFlight  int
+
+	// Event callbacks (events.go).
+	eventURL    string
+	events      []SentEvent
+	eventClient *http.Client
+	emitting    sync.WaitGroup
 }
 
 // NewServer starts a fake TaskRouter. Close it when done.
@@ -129,6 +135,7 @@ func NewServer(cfg Config) *Server {
 		reservations: make(map[string]*Reservation),
 		faults:       make(map[string][]Fault),
 		changed:      make(chan struct{}),
+		eventClient:  &http.Client{Timeout: 15 * time.Second},
 	}
 	if s.AccountSid == "" {
 		s.AccountSid = DefaultAccountSid
@@ -141,8 +148,12 @@ func NewServer(cfg Config) *Server {
 	return s
 }
 
-// Close shuts the server down, waiting for requests in flight.
-func (s *Server) Close() { s.srv.Close() }
+// Close shuts the server down, waiting for requests in flight and the event callbacks
+// they started.
+func (s *Server) Close() {
+	s.srv.Close()
+	s.emitting.Wait()
+}
 
 // NewSid returns a valid SID with the two-letter prefix and n as its
 // hexadecimal digits, e.g. NewSid("WR", 7) = "WR000…0007".
@@ -573,13 +584,17 @@ func (s *Server) update(w http.ResponseWriter, rt route, form url.Values) int {
 	}
 	s.mu.Lock()
 	r, e := s.lookup(rt)
+	var from string
 	if e == nil {
+		from = r.Status
 		e = apply(r, group, form)
 	}
 	var body resource
+	var after Reservation
 	if e == nil {
 		r.Updated = time.Now().UTC()
 		body = s.resource(*r, rt)
+		after = *r
 	}
 	s.mu.Unlock()
 	if e != nil {
@@ -587,6 +602,7 @@ func (s *Server) update(w http.ResponseWriter, rt route, form url.Values) int {
 		return e.Status
 	}
 	writeJSON(w, http.StatusOK, body)
+	s.emit(after, from) // events.go
 	return http.StatusOK
 }
 
