@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/reservist/reservist/engine/outbox"
 	"github.com/reservist/reservist/engine/taskrouter"
@@ -52,7 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Delay", testDelay},
 		{"DeadlinePassedAtPut", testDeadlinePassed},
 		{"RetriesRunOutAtDeadline", testRetriesRunOut},
-		{"NotPendingIsFinal", testNotPending},
+		{"NotPendingIsSuperseded", testNotPending},
 		{"InvalidParamsAreFinal", testInvalidParams},
 		{"Unauthorized", testUnauthorized},
 		{"Forbidden", testForbidden},
@@ -237,7 +238,8 @@ func (h *harness) calls(result string) int {
 	return int(h.metric("reservist_rest_calls_total", result))
 }
 
-// metric reads a gauge, a counter with the given result label, or a histogram's sample
+// metric reads a gauge, a counter with the given result label (or op; summed
+// over the other labels, such as status_class), or a histogram's sample
 // count.
 func (h *harness) metric(name, result string) float64 {
 	h.t.Helper()
@@ -249,22 +251,37 @@ func (h *harness) metric(name, result string) float64 {
 		if mf.GetName() != name {
 			continue
 		}
+		sum, found := 0.0, false
 		for _, m := range mf.GetMetric() {
-			if result != "" && (len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != result) {
+			if result != "" && !hasValue(m, result) {
 				continue
 			}
 			switch {
 			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
+				sum, found = sum+m.GetCounter().GetValue(), true
 			case m.GetGauge() != nil:
 				return m.GetGauge().GetValue()
 			case m.GetHistogram() != nil:
 				return float64(m.GetHistogram().GetSampleCount())
 			}
 		}
+		if found {
+			return sum
+		}
 	}
 	h.t.Fatalf("metric %s{result=%q} not found", name, result)
 	return 0
+}
+
+// hasValue reports whether one of m's labels has the value v: the result of
+// reservist_rest_calls_total, the op of reservist_outbox_store_errors_total.
+func hasValue(m *dto.Metric, v string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetValue() == v {
+			return true
+		}
+	}
+	return false
 }
 
 // waitFor polls cond until it holds, failing the test after wait.
@@ -501,27 +518,47 @@ func testRetriesRunOut(t *testing.T, h *harness) {
 	}
 }
 
+// TaskRouter's 400 for a reservation that is no longer pending ends the action as
+// superseded, at info: for a status update (20001 with its message) and for an instruction
+// (its own code, 40114 for call). Not retried, not an error, and the reservation stays known.
 func testNotPending(t *testing.T, h *harness) {
 	h.open(options{})
-	a := action(1)
-	h.fake.AddReservation(taskroutertest.Reservation{Sid: a.ReservationSid, WorkspaceSid: workspace, TaskSid: a.TaskSid, Status: "canceled"})
-	h.put(a)
-	h.run()
-	h.settled("final_error", 1)
-	if got := len(h.fake.Requests()); got != 1 {
-		t.Errorf("%d requests, want exactly 1", got)
+	accept, call := action(1), action(2)
+	call.Params = outbox.Params{"Instruction": "call", "CallFrom": "+15005550006", "CallTo": "+15551230000",
+		"CallUrl": "https://example.com/twiml/agent-answer", "CallAccept": true}
+	for _, a := range []outbox.Action{accept, call} {
+		h.fake.AddReservation(taskroutertest.Reservation{Sid: a.ReservationSid, WorkspaceSid: workspace, TaskSid: a.TaskSid, Status: "canceled"})
+		h.put(a)
 	}
-	logs := h.logs.String()
-	for _, want := range []string{`"twilio_code":20001`, `"status":400`, `"reservation_sid":"` + a.ReservationSid} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("logs lack %s", want)
+	h.run()
+	h.settled("superseded", 2)
+	if d := cmp.Diff([]int{400, 400}, statuses(h.fake.Requests())); d != "" {
+		t.Errorf("attempts (-want +got):\n%s", d)
+	}
+	if got := h.calls("final_error") + h.calls("retry"); got != 0 {
+		t.Errorf("final_error + retry = %d; want 0", got)
+	}
+	if got := h.metric("reservist_rest_calls_total", "superseded"); got != 2 {
+		t.Errorf("superseded = %v; want 2", got)
+	}
+	codes := map[string]any{}
+	for _, r := range h.logs.Records("outbox action superseded") {
+		if r["level"] != "INFO" || r["status"] != float64(400) {
+			t.Errorf("superseded line %v; want INFO with status 400", r)
 		}
+		codes[r["reservation_sid"].(string)] = r["twilio_code"]
+	}
+	if d := cmp.Diff(map[string]any{accept.ReservationSid: float64(20001), call.ReservationSid: float64(40114)}, codes); d != "" {
+		t.Errorf("twilio_code by reservation (-want +got):\n%s", d)
+	}
+	if len(h.logs.Records("outbox action failed")) != 0 {
+		t.Error("a superseded action was logged as failed")
 	}
 	if h.ob.Unauthorized() {
 		t.Error("a 400 made the outbox unauthorized")
 	}
-	if h.put(a) {
-		t.Error("the failed reservation was queued again")
+	if h.put(accept) {
+		t.Error("the superseded reservation was queued again")
 	}
 }
 
@@ -653,7 +690,7 @@ func testDrainCutsOff(t *testing.T, h *harness) {
 	}
 	h.open(options{})
 	h.run()
-	h.waitFor("the action tried again", func() bool { return h.calls("ok")+h.calls("final_error") == 1 && h.depth() == 0 })
+	h.waitFor("the action tried again", func() bool { return h.calls("ok")+h.calls("superseded") == 1 && h.depth() == 0 })
 	got := statuses(h.fake.Requests())
 	slices.Sort(got)
 	if d := cmp.Diff([]int{200, 400}, got); d != "" {
