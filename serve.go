@@ -269,10 +269,13 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 					return err
 				}
 				srv := server.New(server.Options{
-					Rules:              rl,
-					Outbox:             ob,
-					CallbackPaths:      cfg.CallbackPaths,
-					EventsPath:         cfg.EventsPath,
+					Rules:         rl,
+					Outbox:        ob,
+					CallbackPaths: cfg.CallbackPaths,
+					EventsPath:    cfg.EventsPath,
+					Supersede: func(ctx context.Context, reservationSid, taskSid, event string) (int, error) {
+						return ob.Supersede(ctx, outbox.Supersession{ReservationSid: reservationSid, TaskSid: taskSid, Event: event})
+					},
 					Outcomes:           tracker,
 					AuthToken:          token,
 					PublicURL:          cfg.PublicURL,
