@@ -115,12 +115,12 @@ func (e *events) handle(ctx context.Context, typ string, params url.Values) stri
 	var sid, taskSid string
 	switch eventEnds[typ] {
 	case endsReservation:
-		sid = resourceSid(params, paramReservationSid, "reservation")
+		sid = resourceSid(params, paramReservationSid, "Reservation")
 		if !outbox.ValidSid("WR", sid) {
 			return EventIgnored
 		}
 	case endsTask:
-		taskSid = resourceSid(params, paramTaskSid, "task")
+		taskSid = resourceSid(params, paramTaskSid, "Task")
 		if !outbox.ValidSid("WT", taskSid) {
 			return EventIgnored
 		}
@@ -151,12 +151,12 @@ func (e *events) handle(ctx context.Context, typ string, params url.Values) stri
 }
 
 // resourceSid is the SID an event names in param, or its ResourceSid when it is about a
-// resource of that type.
+// resource of that type (TaskRouter capitalizes it: Task, Reservation).
 func resourceSid(params url.Values, param, resourceType string) string {
 	if s := params.Get(param); s != "" {
 		return s
 	}
-	if params.Get(paramResourceType) == resourceType {
+	if strings.EqualFold(params.Get(paramResourceType), resourceType) {
 		return params.Get(paramResourceSid)
 	}
 	return ""

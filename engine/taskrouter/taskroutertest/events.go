@@ -43,16 +43,17 @@ type Event struct {
 // DefaultWorkspaceSid is the workspace of events that name none.
 const DefaultWorkspaceSid = "WS00000000000000000000000000000001"
 
-// resourceOf is the ResourceType and ResourceSid of an event, by its type's prefix.
+// resourceOf is the ResourceType (capitalized, as TaskRouter sends it) and ResourceSid of
+// an event, by its type's prefix.
 func (e Event) resourceOf() (string, string) {
 	kind, _, _ := strings.Cut(e.Type, ".")
 	switch kind {
 	case "reservation":
-		return "reservation", e.ReservationSid
+		return "Reservation", e.ReservationSid
 	case "task":
-		return "task", e.TaskSid
+		return "Task", e.TaskSid
 	case "worker":
-		return "worker", e.WorkerSid
+		return "Worker", e.WorkerSid
 	}
 	return kind, ""
 }
@@ -78,7 +79,7 @@ func (e Event) Form(accountSid string) url.Values {
 	typ, sid := e.resourceOf()
 	desc := e.Description
 	if desc == "" {
-		desc = fmt.Sprintf("%s %s: %s", strings.ToUpper(typ[:1])+typ[1:], sid, e.Type)
+		desc = fmt.Sprintf("%s %s: %s", typ, sid, e.Type)
 	}
 	f := url.Values{
 		"EventType":        {e.Type},

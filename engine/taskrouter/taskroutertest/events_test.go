@@ -68,7 +68,7 @@ func TestSendEvent(t *testing.T) {
 	form := rcv.got[0]
 	for k, want := range map[string]string{
 		"EventType": "reservation.rescinded", "AccountSid": s.AccountSid, "WorkspaceSid": DefaultWorkspaceSid,
-		"ResourceType": "reservation", "ResourceSid": NewSid("WR", 9), "ReservationSid": NewSid("WR", 9),
+		"ResourceType": "Reservation", "ResourceSid": NewSid("WR", 9), "ReservationSid": NewSid("WR", 9),
 		"TaskSid": wt, "WorkerSid": wk, "TaskAttributes": `{"secret":"x"}`, "WorkerAttributes": "{}",
 		"Timestamp": "1800000000", "TimestampMs": "1800000000123",
 	} {
