@@ -73,6 +73,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"SupersedeInFlightThenRetryEnds", testSupersedeInFlightRetry},
 		{"SupersedeDurable", testSupersedeDurable},
 		{"SupersedeRefusesBadInput", testSupersedeBadInput},
+		{"SupersedeRacesTheScheduler", testSupersedeRace},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -1064,4 +1065,53 @@ func testSupersedeBadInput(t *testing.T, h *harness) {
 	if _, err := ob.Supersede(context.Background(), outbox.Supersession{ReservationSid: a.ReservationSid}); !errors.Is(err, outbox.ErrClosed) {
 		t.Errorf("Supersede after Close: %v; want ErrClosed", err)
 	}
+}
+
+// Actions due now, superseded while the scheduler picks them: each is either sent (Supersede
+// found it in flight and said 0) or superseded (Supersede said 1, and TaskRouter never saw
+// it), never both, never neither.
+func testSupersedeRace(t *testing.T, h *harness) {
+	const n = 40
+	h.open(options{})
+	h.run()
+	ended := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		a := action(uint64(i + 1))
+		h.put(a)
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			k, err := h.ob.Supersede(ctx, outbox.Supersession{ReservationSid: a.ReservationSid, Event: "reservation.accepted"})
+			if err != nil {
+				t.Error(err)
+			}
+			ended[i] = k
+		})
+	}
+	wg.Wait()
+	superseded := 0
+	for _, k := range ended {
+		superseded += k
+	}
+	h.waitFor("every action ended", func() bool {
+		return h.depth() == 0 && h.calls("ok")+h.calls("superseded") == n
+	})
+	sent := map[string]int{}
+	for _, r := range h.fake.Requests() {
+		sent[r.ReservationSid]++
+	}
+	for i, k := range ended {
+		sid := action(uint64(i + 1)).ReservationSid
+		switch {
+		case k == 1 && sent[sid] != 0:
+			t.Errorf("%s superseded and sent %d times", sid, sent[sid])
+		case k == 0 && sent[sid] != 1:
+			t.Errorf("%s in flight at Supersede, sent %d times; want 1", sid, sent[sid])
+		}
+	}
+	if got := h.calls("superseded"); got != superseded {
+		t.Errorf("superseded = %d; want %d, what Supersede returned", got, superseded)
+	}
+	t.Logf("%d of %d superseded, %d sent", superseded, n, n-superseded)
 }
