@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/reservist/reservist/engine/cases"
+	"github.com/reservist/reservist/engine/taskrouter/taskroutertest"
 	"github.com/reservist/reservist/internal/testkit"
 )
 
@@ -85,6 +86,11 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	if status, got := s.post(t, "/assignment_callback", callback(7, `{"channel":"email"}`)); status != 200 || got != `{}` {
 		t.Fatalf("callback = %d %s", status, got)
 	}
+	// TaskRouter says the reservation timed out: the rules table shows it under default.
+	timedOut := taskroutertest.Event{Type: "reservation.timeout", TaskSid: testkit.Sid("WT", 7), ReservationSid: testkit.Sid("WR", 7)}
+	if status, got := s.post(t, "/taskrouter/events", timedOut.Form(testkit.AccountSid)); status != 204 || got != "" {
+		t.Fatalf("event = %d %q; want 204", status, got)
+	}
 
 	// Any script error on the page fails the test.
 	var mu sync.Mutex
@@ -132,6 +138,9 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	)
 	if got := text(`tr[data-rule="default"] .matches`); got != "1" {
 		t.Errorf("default shows %q matches; want 1 (the callback sent)", got)
+	}
+	if got := text(`tr[data-rule="default"] .outcomes`); got != "timeout 1" {
+		t.Errorf("default shows outcomes %q; want timeout 1 (the event sent)", got)
 	}
 
 	// Decide a pasted callback.
