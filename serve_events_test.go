@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/reservist/reservist/engine/taskrouter/taskroutertest"
+	"github.com/reservist/reservist/internal/pgtest"
 	"github.com/reservist/reservist/internal/testkit"
 )
 
@@ -214,4 +215,35 @@ func TestServeEventsOff(t *testing.T) {
 		t.Errorf("an event with --events-path off: %+v, %v; want 404", sent, err)
 	}
 	_ = s
+}
+
+// TestServeEventsSharedOutbox: two replicas on one PostgreSQL outbox. Reservations decided
+// by A have their outcomes counted by B, which receives the events: one that B hears of
+// because the fake TaskRouter sends reservation.accepted after A's REST accept, one that
+// times out.
+func TestServeEventsSharedOutbox(t *testing.T) {
+	db := pgtest.Start(t).NewDatabase(t)
+	fake := taskroutertest.NewServer(taskroutertest.Config{})
+	args := []string{"--twilio-base-url", fake.URL, "--outbox", db}
+	a := startServe(t, testkit.Rules(t, "delayed"), credentials(fake), args...)
+	b := startServe(t, testkit.Rules(t, "delayed"), credentials(fake), args...)
+	fake.SetEventCallbackURL(b.url + "/taskrouter/events")
+	t.Cleanup(fake.Close)
+
+	if code, body := a.post(t, "/assignment_callback", callback(1, `{"kind":"now"}`)); code != 200 || body != "{}" {
+		t.Fatalf("callback to A = %d %s", code, body)
+	}
+	if code, body := a.post(t, "/assignment_callback", callback(2, `{"kind":"other"}`)); code != 200 || body != "{}" {
+		t.Fatalf("callback to A = %d %s", code, body)
+	}
+	sendEvent(t, fake, taskroutertest.Event{Type: "reservation.timeout", TaskSid: testkit.Sid("WT", 2), ReservationSid: testkit.Sid("WR", 2), WorkerSid: testkit.WorkerSid})
+	series := func(s *served, rule, outcome string) float64 {
+		return metricValue(t, s, "reservist_reservation_outcomes_total", map[string]string{"rule": rule, "outcome": outcome})
+	}
+	eventually(t, "B counts the outcomes of A's decisions", func() bool {
+		return series(b, "now", "accepted") == 1 && series(b, "default", "timeout") == 1
+	})
+	if got := series(a, "now", "accepted") + series(a, "default", "timeout"); got != 0 {
+		t.Errorf("A counted %v outcomes; want 0: the events went to B", got)
+	}
 }
