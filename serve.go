@@ -285,7 +285,7 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 					DecisionLog:        decisions,
 					Metrics:            metrics,
 					Gatherer:           reg,
-					Playground:         bench.playground(rl, cfg, logger),
+					Playground:         bench.playground(rl, cfg, logger, tracker),
 					Observe:            bench.observe(),
 					Now:                wallClock,
 				})
@@ -530,7 +530,7 @@ func newWorkbench(cfg *config.Serve, reg prometheus.Registerer, logger *slog.Log
 }
 
 // playground is the admin listener's workbench page; nil without an admin listener.
-func (w *workbench) playground(rl reload.Source, cfg *config.Serve, logger *slog.Logger) *playground.Playground {
+func (w *workbench) playground(rl reload.Source, cfg *config.Serve, logger *slog.Logger, tracker *outcomes.Tracker) *playground.Playground {
 	if !w.on {
 		return nil
 	}
@@ -541,7 +541,7 @@ func (w *workbench) playground(rl reload.Source, cfg *config.Serve, logger *slog
 			dirs = []string{beside}
 		}
 	}
-	return playground.New(playground.Options{Rules: rl, Recent: w.recent, RecentOff: w.recentOff, CaseDirs: dirs, Gate: gate, Logger: logger, Now: wallClock})
+	return playground.New(playground.Options{Rules: rl, Recent: w.recent, RecentOff: w.recentOff, CaseDirs: dirs, Gate: gate, Logger: logger, Now: wallClock, Outcomes: tracker})
 }
 
 func isDir(path string) bool {

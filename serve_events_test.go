@@ -164,6 +164,14 @@ func TestServeEventOutcomes(t *testing.T) {
 	if n := strings.Count(body, "reservist_reservation_outcomes_total{"); n != 2 {
 		t.Errorf("/metrics has %d outcome series; want 2:\n%s", n, grepLines(body, "reservist_reservation_outcomes_total"))
 	}
+	// The playground and /rules show them too, since the rules were loaded.
+	_, rulesJSON := get(t, s.admin+"/rules")
+	if !strings.Contains(rulesJSON, `"outcomes":{`) || !strings.Contains(rulesJSON, `"default":{"accepted":0,"rejected":0,"timeout":1,`) {
+		t.Errorf("/rules lacks the outcomes: %s", rulesJSON)
+	}
+	if _, page := get(t, s.admin+"/"); !strings.Contains(page, `<span class="outcome timeout">timeout 1</span>`) {
+		t.Errorf("the playground does not show the timeout:\n%s", grepLines(page, "outcome"))
+	}
 	if got := metricValue(t, s, "reservist_events_total", map[string]string{"type": "other", "result": "ignored"}); got != 2 {
 		t.Errorf("reservist_events_total{type=other,result=ignored} = %v; want 2 (the worker event and the made-up type)", got)
 	}
