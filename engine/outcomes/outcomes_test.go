@@ -296,3 +296,33 @@ func ExampleOutcomeOf() {
 	// timeout true
 	//  false
 }
+
+// discard is a Store that keeps nothing.
+type discard struct{}
+
+func (discard) RecordDecisions(context.Context, []string, []string, []time.Time) error { return nil }
+func (discard) ResolveOutcomes(_ context.Context, _ time.Time, sids, _ []string) ([]string, []bool, error) {
+	return make([]string, len(sids)), make([]bool, len(sids)), nil
+}
+func (discard) PruneDecisions(context.Context, time.Time) (int64, error) { return 0, nil }
+
+// BenchmarkRecordShared is Record with a shared store: the decision is queued for the
+// writer. The queue holds every decision of the run, so that what is measured is the
+// callback's side alone, not the writer's pace or the drop.
+func BenchmarkRecordShared(b *testing.B) {
+	tr := New(Options{Window: time.Hour, Store: discard{}, Queue: b.N + 1})
+	sids := make([]string, 1<<16)
+	for i := range sids {
+		sids[i] = wr(uint64(i) * 2654435761)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		tr.Record(sids[i&(len(sids)-1)], "voice", now)
+	}
+	b.StopTimer()
+	if d := testutil.ToFloat64(tr.metrics.droppedQueue); d > 0 {
+		b.Errorf("%v of %d decisions dropped", d, b.N)
+	}
+}
