@@ -45,8 +45,8 @@ type Serve struct {
 	LogLevel              slog.Level
 	MetricsListen         string        // "" when --metrics-listen is off
 	ShutdownDelay         time.Duration // readiness 503 before the drain, callbacks still answered
-	CaptureDir            string   // "" when capture is off
-	CaptureRedact         []string // attribute keys, one per entry
+	CaptureDir            string        // "" when capture is off
+	CaptureRedact         []string      // attribute keys, one per entry
 	CaptureMax            int
 
 	Credentials taskrouter.Credentials
