@@ -248,3 +248,38 @@ func TestServeMetricsPromtool(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out.String())
 	}
 }
+
+// --log-level warn leaves out the decision log (at info) and the other info lines, and keeps
+// the warnings; info, the default, has a decision line per callback.
+func TestServeLogLevel(t *testing.T) {
+	for _, tc := range []struct {
+		level     string
+		decisions int
+	}{
+		{"info", 1},
+		{"debug", 1},
+		{"warn", 0},
+		{"error", 0},
+	} {
+		t.Run(tc.level, func(t *testing.T) {
+			s := startServe(t, "", nil, "--log-level", tc.level)
+			if status, _ := s.post(t, "/assignment_callback", callback(1, `{"do":"accept"}`)); status != 200 {
+				t.Fatalf("callback = %d", status)
+			}
+			if err := s.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(s.log.records("callback")); got != tc.decisions {
+				t.Errorf("--log-level %s: %d decision lines; want %d\n%s", tc.level, got, tc.decisions, s.log)
+			}
+			// Without TWILIO_AUTH_TOKEN on loopback, serve warns at start.
+			wantWarning := tc.level != "error"
+			if got := strings.Contains(s.log.String(), `"level":"WARN","msg":"TWILIO_AUTH_TOKEN is not set`); got != wantWarning {
+				t.Errorf("--log-level %s: the start-up warning logged %v; want %v\n%s", tc.level, got, wantWarning, s.log)
+			}
+			if got := len(s.log.records("listening")) > 0; got != (tc.decisions > 0) {
+				t.Errorf("--log-level %s: the listening line (info) logged %v\n%s", tc.level, got, s.log)
+			}
+		})
+	}
+}
