@@ -78,8 +78,6 @@ type hooks struct {
 	// settle, when set, replaces the rules' settle time (reload.Options.Settle): tests
 	// that write whole files at once need not wait for it at every start.
 	settle time.Duration
-	// term, when set, stands in for a second SIGTERM or SIGINT during --shutdown-delay.
-	term <-chan os.Signal
 }
 
 // listening are the addresses serve listens on; admin and metrics are "" when off.
@@ -336,7 +334,7 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 		select {
 		case <-ctx.Done():
 			if cfg.ShutdownDelay > 0 {
-				delayShutdown(cfg.ShutdownDelay, srv, callbacks, h.term, logger)
+				delayShutdown(cfg.ShutdownDelay, srv, callbacks, logger)
 			}
 			logger.Info("shutting down: finishing callbacks in flight")
 		case err = <-g.failed:
@@ -443,14 +441,13 @@ func cannotStart(logger *slog.Logger, err error) error {
 // delayShutdown is --shutdown-delay: /readyz answers 503 at once while callbacks are still
 // answered, so that load balancers take the pod out before it stops accepting. Keep-alive is
 // turned off, so that clients holding a connection open a new one, elsewhere. A second
-// SIGTERM or SIGINT (term, in tests) ends the delay early.
-func delayShutdown(delay time.Duration, srv *server.Server, callbacks *listener, term <-chan os.Signal, logger *slog.Logger) {
-	if term == nil {
-		c := make(chan os.Signal, 1)
-		signal.Notify(c, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(c)
-		term = c
-	}
+// SIGTERM or SIGINT ends the delay early. It is watched for from before readiness turns: a
+// second signal within the microseconds between the first and that is taken by main's
+// signal context, which has already fired, and does not end the delay.
+func delayShutdown(delay time.Duration, srv *server.Server, callbacks *listener, logger *slog.Logger) {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(term)
 	// Readiness turns only once a second signal would be seen.
 	srv.ShuttingDown()
 	callbacks.SetKeepAlivesEnabled(false)
