@@ -82,7 +82,7 @@ func TestServeEveryInstruction(t *testing.T) {
 		`reservist_callback_duration_seconds_count 11`,
 		`reservist_rules_last_reload_successful 1`,
 		`reservist_outbox_depth`,
-		`reservist_rest_calls_total{result="ok"}`,
+		`reservist_rest_calls_total{result="ok",status_class="2xx"}`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(metrics, want) {

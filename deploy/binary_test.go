@@ -44,7 +44,6 @@ var pendingFlags = map[string]bool{}
 // pendingMetrics are metric names the alert rules use that this tree's binary does not
 // expose yet, or exposes only after events this test cannot cause (an Event callback).
 var pendingMetrics = map[string]string{
-	"reservist_outbox_oldest_age_seconds":  "the oldest pending action's age is being added",
 	"reservist_reservation_outcomes_total": "counted from Event callbacks (being added)",
 }
 

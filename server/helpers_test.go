@@ -78,6 +78,8 @@ func (f *fakeOutbox) Stats(context.Context) (outbox.Stats, error) {
 	return outbox.Stats{Depth: len(f.actions)}, nil
 }
 
+func (f *fakeOutbox) Supersede(context.Context, outbox.Supersession) (int, error) { return 0, nil }
+
 func (f *fakeOutbox) Ready() error { return nil }
 
 func (f *fakeOutbox) Close() error { return nil }

@@ -23,6 +23,10 @@ const (
 	DryRun                     // no credentials: logged and dropped
 	Interrupted                // the caller's context ended during the call: still pending
 	Held                       // not attempted: every call is held back until Step.Next (see gate)
+	// Superseded: the reservation is no longer pending, so there is nothing left to do.
+	// TaskRouter said so (a 400 that Judge finds NotPending), or an Event callback did
+	// (Carrier.Supersede). With multi-reservation this is a normal end, not an error.
+	Superseded
 )
 
 // result is the outcome's label value of reservist_rest_calls_total.
@@ -38,6 +42,8 @@ func (o Outcome) result() string {
 		return ResultAbandoned
 	case DryRun:
 		return ResultDryRun
+	case Superseded:
+		return ResultSuperseded
 	}
 	return ""
 }
@@ -173,13 +179,13 @@ func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step
 	if c.sender == nil {
 		keep(Step{Outcome: DryRun})
 		c.log.Info("dry-run", append(Attrs(a), slog.Any("params", a.LogParams()))...)
-		c.metrics.count(DryRun)
+		c.metrics.count(DryRun, ClassNone)
 		return Step{Outcome: DryRun}
 	}
 	t, ok, until := c.gate.admit(now)
 	if !ok {
 		if until.After(a.Deadline) {
-			return c.Abandon(a, attempt, "every call is held back past the deadline (TaskRouter answered 429, or failed until the circuit breaker opened)", keep)
+			return c.abandon(a, attempt, "every call is held back past the deadline (TaskRouter answered 429, or failed until the circuit breaker opened)", ClassNone, keep)
 		}
 		step := Step{Outcome: Held, Next: until}
 		keep(step)
@@ -190,12 +196,13 @@ func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step
 	now = c.clock.Now()
 	var he *HTTPError
 	isHTTP := errors.As(err, &he)
+	class := statusClass(err, he)
 	c.gate.done(t, now, classify(ctx, err, he), retryAfter(he), scrubbed(a, err))
 	if err == nil {
 		step := Step{Outcome: Sent}
 		keep(step)
 		delay := now.Sub(a.Received)
-		c.metrics.count(Sent)
+		c.metrics.count(Sent, class)
 		c.metrics.delay.Observe(delay.Seconds())
 		c.log.Info("outbox action sent", append(Attrs(a),
 			slog.Int("attempt", attempt+1), slog.Float64("delay_seconds", delay.Seconds()))...)
@@ -210,7 +217,16 @@ func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step
 	if isHTTP && (he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden) {
 		c.unauthorized.Store(true)
 	}
-	if Judge(err) == Final {
+	switch Judge(err) {
+	case NotPending:
+		step := Step{Outcome: Superseded}
+		keep(step)
+		c.log.Info("outbox action superseded", append(Attrs(a), slog.Int("attempt", attempt+1),
+			slog.Int("status", he.StatusCode), slog.Int("twilio_code", he.Code),
+			slog.String("twilio_message", a.scrub(he.Message)))...)
+		c.metrics.count(Superseded, class)
+		return step
+	case Final:
 		step := Step{Outcome: Failed}
 		keep(step)
 		attrs := append(Attrs(a), slog.Int("attempt", attempt+1), slog.Any("error", scrubbed(a, err)))
@@ -219,7 +235,7 @@ func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step
 				slog.String("twilio_message", a.scrub(he.Message)))
 		}
 		c.log.Error("outbox action failed", attrs...)
-		c.metrics.count(Failed)
+		c.metrics.count(Failed, class)
 		return step
 	}
 
@@ -232,11 +248,11 @@ func (c *Carrier) Try(ctx context.Context, a Action, attempt int, keep func(Step
 		next, wait = held, held.Sub(now) // this failure may have opened the breaker
 	}
 	if next.After(a.Deadline) {
-		return c.Abandon(a, attempt+1, fmt.Sprintf("next attempt would be after the deadline: %v", scrubbed(a, err)), keep)
+		return c.abandon(a, attempt+1, fmt.Sprintf("next attempt would be after the deadline: %v", scrubbed(a, err)), class, keep)
 	}
 	step := Step{Outcome: Retried, Next: next}
 	keep(step)
-	c.metrics.count(Retried)
+	c.metrics.count(Retried, class)
 	if ok, n := c.retryLines.allow(now); ok {
 		c.log.Warn("outbox action will be retried", append(Attrs(a),
 			slog.Int("attempt", attempt+1), slog.Float64("wait_seconds", wait.Seconds()), slog.Any("error", scrubbed(a, err)),
@@ -280,12 +296,44 @@ func scrubbed(a Action, err error) error {
 // Abandon gives an action up, its deadline passed or passing before the next attempt, and
 // has keep store that.
 func (c *Carrier) Abandon(a Action, attempts int, reason string, keep func(Step)) Step {
+	return c.abandon(a, attempts, reason, ClassNone, keep)
+}
+
+// abandon is Abandon counted under the status class of the answer that led to it: the last
+// attempt's, when its retry would have come after the deadline.
+func (c *Carrier) abandon(a Action, attempts int, reason, class string, keep func(Step)) Step {
 	step := Step{Outcome: Abandoned}
 	keep(step)
 	c.log.Warn("outbox action abandoned", append(Attrs(a),
 		slog.Int("attempts", attempts), slog.Time("deadline", a.Deadline), slog.String("reason", reason))...)
-	c.metrics.count(Abandoned)
+	c.metrics.count(Abandoned, class)
 	return step
+}
+
+// Supersede ends an action that is waiting (not in flight) because an Event callback said
+// its reservation or task is over, and has keep store that; event is the callback's
+// EventType, for the log. It is logged at info and counted superseded with status class
+// none: no call was made. A backend that has stored the outcome already passes a keep
+// that does nothing.
+func (c *Carrier) Supersede(a Action, event string, keep func(Step)) Step {
+	step := Step{Outcome: Superseded}
+	keep(step)
+	c.log.Info("outbox action superseded", append(Attrs(a), slog.String("event", event))...)
+	c.metrics.count(Superseded, ClassNone)
+	return step
+}
+
+// statusClass is the status_class label of an attempt that ended with err: the class of
+// TaskRouter's HTTP status, or none when there was no answer (a network error, parameters
+// that could not be sent).
+func statusClass(err error, he *HTTPError) string {
+	switch {
+	case err == nil:
+		return Class2xx
+	case he == nil:
+		return ClassNone
+	}
+	return classOf(he.StatusCode)
 }
 
 // backoff is the full-jitter wait before retry n (from 0).

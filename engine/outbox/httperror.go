@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"time"
 )
 
@@ -37,9 +38,29 @@ type Verdict int
 
 // The verdicts of Judge.
 const (
-	Retry Verdict = iota // worth another attempt: a network error, 429 or 5xx
-	Final                // refused for good: other 4xx, invalid parameters
+	Retry      Verdict = iota // worth another attempt: a network error, 429 or 5xx
+	Final                     // refused for good: other 4xx, invalid parameters
+	NotPending                // the reservation is no longer pending: the action is superseded
 )
+
+// notPendingCodes are the Twilio error codes that say an instruction came for a reservation
+// that is no longer pending (docs/outbox.md, "Superseded"): one per instruction.
+var notPendingCodes = map[int]bool{
+	40114: true, // call: the reservation must be pending
+	40123: true, // redirect: the reservation must be pending
+	40135: true, // dequeue: the reservation must be pending
+	40136: true, // conference: the reservation must be pending
+	40144: true, // conference: no longer pending (the caller hung up, or the task was canceled)
+}
+
+// codeInvalidParameter is Twilio's generic 400; TaskRouter answers a status update (accept,
+// reject) of a reservation that is no longer pending with it, and says so in the message.
+const codeInvalidParameter = 20001
+
+// notPendingMessage matches the wordings TaskRouter uses with 20001 for a reservation that
+// has left the pending state: "… is not currently in a Pending state", "… not in expected
+// state [pending] …", "… is no longer pending".
+var notPendingMessage = regexp.MustCompile(`(?i)\b(not|no longer)\b[^.]*\bpending\b`)
 
 // Judge says what a Send error means.
 func Judge(err error) Verdict {
@@ -48,10 +69,18 @@ func Judge(err error) Verdict {
 	}
 	var he *HTTPError
 	if errors.As(err, &he) {
-		if he.StatusCode == http.StatusTooManyRequests || he.StatusCode >= 500 {
+		switch {
+		case he.StatusCode == http.StatusTooManyRequests || he.StatusCode >= 500:
 			return Retry
+		case he.StatusCode == http.StatusBadRequest && notPending(he):
+			return NotPending
 		}
 		return Final
 	}
 	return Retry // a network error
+}
+
+// notPending reports whether a 400 says the reservation is no longer pending.
+func notPending(he *HTTPError) bool {
+	return notPendingCodes[he.Code] || he.Code == codeInvalidParameter && notPendingMessage.MatchString(he.Message)
 }

@@ -12,6 +12,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -33,6 +34,17 @@ type Outbox interface {
 	// Run carries out due actions until ctx is done, then gives the calls in flight a
 	// bounded time to finish and returns. What it did not carry out stays stored.
 	Run(ctx context.Context) error
+	// Supersede ends pending actions because an Event callback said their reservation (or
+	// their task) is over, and says how many it ended. An action waiting (for its delay, a
+	// retry, a pause) ends as superseded: it is never sent, it is counted
+	// reservist_rest_calls_total{result="superseded",status_class="none"} and logged at
+	// info with the event, and its reservation stays known until its deadline, so that Put
+	// still refuses it. An action in flight, its REST call under way, is not counted in n
+	// and finishes by its own answer; should that answer ask for a retry, it ends as
+	// superseded instead. An action is either sent or superseded, never both. SIDs the
+	// outbox has no pending action for end nothing: n is 0, err nil. A Supersession that
+	// fails Validate is refused.
+	Supersede(ctx context.Context, s Supersession) (n int, err error)
 	// Stats says how much is pending, for the metrics.
 	Stats(ctx context.Context) (Stats, error)
 	// Ready is nil while Put can store actions, else why it cannot: closed, or the store
@@ -42,6 +54,42 @@ type Outbox interface {
 	Unauthorized() bool
 	// Close stops Run and releases the store; pending actions stay stored.
 	Close() error
+}
+
+// Supersession is what an Event callback says is over: one reservation, or every
+// reservation of one task. Exactly one of the SIDs is set.
+type Supersession struct {
+	// ReservationSid ends that reservation's pending action (reservation.accepted,
+	// .rejected, .timeout, .canceled, .rescinded, .completed, .wrapup).
+	ReservationSid string
+	// TaskSid ends every pending action of that task (task.canceled, .deleted, .completed).
+	TaskSid string
+	// Event is the callback's EventType, for the log.
+	Event string
+}
+
+// ErrInvalidSupersession is wrapped by the error Supersession.Validate returns.
+var ErrInvalidSupersession = errors.New("outbox: invalid supersession")
+
+// maxEventLen bounds the event type a Supersession carries into the log; TaskRouter's are
+// under 30 characters.
+const maxEventLen = 64
+
+// Validate says why a Supersession names nothing to end: neither or both SIDs set, or one
+// that is not a reservation's (WR…) or task's (WT…) SID, or an event type too long to be
+// TaskRouter's.
+func (s Supersession) Validate() error {
+	switch {
+	case (s.ReservationSid == "") == (s.TaskSid == ""):
+		return fmt.Errorf("%w: set exactly one of ReservationSid and TaskSid", ErrInvalidSupersession)
+	case s.ReservationSid != "" && !ValidSid("WR", s.ReservationSid):
+		return fmt.Errorf("%w: ReservationSid is not WR followed by 32 hex digits", ErrInvalidSupersession)
+	case s.TaskSid != "" && !ValidSid("WT", s.TaskSid):
+		return fmt.Errorf("%w: TaskSid is not WT followed by 32 hex digits", ErrInvalidSupersession)
+	case len(s.Event) > maxEventLen:
+		return fmt.Errorf("%w: event type longer than %d characters", ErrInvalidSupersession, maxEventLen)
+	}
+	return nil
 }
 
 // Stats describe what an outbox holds.

@@ -72,10 +72,14 @@ type Outbox struct {
 	stopCheck chan struct{} // closed by Close: the checks stop
 	checked   chan struct{} // closed when the checks have stopped
 
-	mu         sync.Mutex
-	pending    map[string]*entry // by ReservationSid: queued or in flight
-	queue      queue             // pending entries not in flight, soonest first
-	unrecorded []outcome         // outcomes the store failed to record, to record again
+	mu      sync.Mutex
+	pending map[string]*entry // by ReservationSid: queued or in flight
+	// byTask are the pending entries by TaskSid, then ReservationSid, so that Supersede by
+	// task costs the task's own actions rather than a walk of every pending one. It is kept
+	// in memory only, rebuilt from the store at Open as pending is.
+	byTask     map[string]map[string]*entry
+	queue      queue     // pending entries not in flight, soonest first
+	unrecorded []outcome // outcomes the store failed to record, to record again
 	closed     bool
 	running    bool
 	stop       context.CancelFunc // stops the current Run
@@ -85,11 +89,19 @@ type Outbox struct {
 
 var _ outbox.Outbox = (*Outbox)(nil)
 
-// entry is a pending action in memory.
+// entry is a pending action in memory. It is in the queue (index ≥ 0) while it waits and
+// out of it (index -1) while an attempt is in flight; only Run takes it out and only
+// Supersede removes it otherwise, both under Outbox.mu, which is what makes an action
+// either sent or superseded, never both.
 type entry struct {
 	a       outbox.Action
 	next    time.Time // not before
 	retries int
+	index   int // in the queue; -1 while in flight
+	// supersededBy is the event type of a Supersede that came while the entry was in
+	// flight: if its attempt does not end it, it ends as superseded rather than waiting
+	// again. Guarded by Outbox.mu.
+	supersededBy string
 }
 
 // Open opens (creating dir if missing) the store in dir and loads the pending actions it
@@ -115,6 +127,7 @@ func Open(dir string, opts Options) (*Outbox, error) {
 		stopCheck:   make(chan struct{}),
 		checked:     make(chan struct{}),
 		pending:     make(map[string]*entry),
+		byTask:      make(map[string]map[string]*entry),
 	}
 	if o.concurrency <= 0 {
 		o.concurrency = outbox.DefaultConcurrency
@@ -154,9 +167,7 @@ func Open(dir string, opts Options) (*Outbox, error) {
 		o.carrier.Abandon(a, 0, "deadline passed while reservist was down", func(outbox.Step) {})
 	}
 	for _, a := range pending {
-		e := &entry{a: a, next: a.Due}
-		o.pending[a.ReservationSid] = e
-		heap.Push(&o.queue, e)
+		o.add(&entry{a: a, next: a.Due})
 	}
 	if len(pending) > 0 {
 		o.log.Info("outbox resumed pending actions", slog.Int("count", len(pending)))
@@ -194,12 +205,96 @@ func (o *Outbox) Put(ctx context.Context, a outbox.Action) (queued bool, err err
 		return false, err
 	}
 	o.mu.Lock()
-	e := &entry{a: a, next: a.Due}
-	o.pending[a.ReservationSid] = e
-	heap.Push(&o.queue, e)
+	o.add(&entry{a: a, next: a.Due})
 	o.mu.Unlock()
 	o.poke()
 	return true, nil
+}
+
+// add makes e pending and queues it; o.mu is held (or o not shared yet).
+func (o *Outbox) add(e *entry) {
+	o.pending[e.a.ReservationSid] = e
+	task := o.byTask[e.a.TaskSid]
+	if task == nil {
+		task = make(map[string]*entry)
+		o.byTask[e.a.TaskSid] = task
+	}
+	task[e.a.ReservationSid] = e
+	heap.Push(&o.queue, e)
+}
+
+// forget drops e from the pending entries; o.mu is held.
+func (o *Outbox) forget(e *entry) {
+	delete(o.pending, e.a.ReservationSid)
+	if task := o.byTask[e.a.TaskSid]; task != nil {
+		delete(task, e.a.ReservationSid)
+		if len(task) == 0 {
+			delete(o.byTask, e.a.TaskSid)
+		}
+	}
+}
+
+// Supersede ends the pending actions of a reservation or a task, as an Event callback
+// said it is over; see outbox.Outbox. Waiting entries leave the queue under o.mu, where
+// Run takes entries for attempts, so none of them is attempted after; entries in flight
+// are marked, and end as superseded if their attempt does not end them. The outcomes are
+// recorded in one commit; should the store fail it, they are recorded again by the checks,
+// as every outcome is (the store's health says it fails meanwhile).
+//
+// Cost: a map lookup, then the task's own pending actions (an index in memory, not a walk
+// of every pending one), and one commit for all of them.
+func (o *Outbox) Supersede(ctx context.Context, s outbox.Supersession) (int, error) {
+	if err := s.Validate(); err != nil {
+		return 0, err
+	}
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return 0, outbox.ErrClosed
+	}
+	var named []*entry
+	if s.ReservationSid != "" {
+		if e := o.pending[s.ReservationSid]; e != nil {
+			named = append(named, e)
+		}
+	} else {
+		for _, e := range o.byTask[s.TaskSid] {
+			named = append(named, e)
+		}
+	}
+	var ended []*entry
+	for _, e := range named {
+		if e.index < 0 {
+			e.supersededBy = s.Event // in flight: its own answer decides
+			continue
+		}
+		heap.Remove(&o.queue, e.index)
+		ended = append(ended, e)
+	}
+	o.mu.Unlock()
+	if len(ended) == 0 {
+		return 0, nil
+	}
+	now := o.clock.Now()
+	outs := make([]outcome, len(ended))
+	for i, e := range ended {
+		outs[i] = outcome{sid: e.a.ReservationSid, state: stateSuperseded, at: now}
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.drain) // a frozen disk must not hold the caller
+	err := o.store.finish(wctx, outs)
+	cancel()
+	o.mu.Lock()
+	for _, e := range ended {
+		o.forget(e)
+	}
+	if err != nil {
+		o.unrecorded = append(o.unrecorded, outs...)
+	}
+	o.mu.Unlock()
+	for _, e := range ended {
+		o.carrier.Supersede(e.a, s.Event, func(outbox.Step) {})
+	}
+	return len(ended), nil
 }
 
 // Stats says how many actions are pending, in flight or waiting, and the oldest one's time.
@@ -426,38 +521,51 @@ func (o *Outbox) gc(now time.Time) {
 	}
 }
 
-// attempt makes one attempt at an entry and keeps its outcome.
+// attempt makes one attempt at an entry and keeps its outcome. An entry superseded while
+// in flight ends as superseded when its attempt would have had it wait again.
 func (o *Outbox) attempt(ctx context.Context, e *entry, done chan<- struct{}) {
 	defer func() { done <- struct{}{} }()
+	var superseded string
 	o.carrier.Try(ctx, e.a, e.retries, func(step outbox.Step) {
 		switch step.Outcome {
 		case outbox.Interrupted:
-			o.requeue(e, o.clock.Now()) // shutting down: leave it pending for the next Run
+			superseded = o.requeue(e, o.clock.Now()) // shutting down: leave it pending for the next Run
 		case outbox.Held:
-			o.requeue(e, step.Next) // not attempted: same attempt number
+			superseded = o.requeue(e, step.Next) // not attempted: same attempt number
 		case outbox.Retried:
 			e.retries++
-			o.requeue(e, step.Next)
+			superseded = o.requeue(e, step.Next)
 		default:
 			o.finish(e, stateOf[step.Outcome], o.clock.Now())
 		}
 	})
+	if superseded != "" {
+		o.finish(e, stateSuperseded, o.clock.Now())
+		o.carrier.Supersede(e.a, superseded, func(outbox.Step) {})
+	}
 }
 
 // stateOf is the stored state of an action that ended with an outcome.
 var stateOf = map[outbox.Outcome]string{
-	outbox.Sent:      stateDone,
-	outbox.Failed:    stateFailed,
-	outbox.Abandoned: stateAbandoned,
-	outbox.DryRun:    stateDryRun,
+	outbox.Sent:       stateDone,
+	outbox.Failed:     stateFailed,
+	outbox.Abandoned:  stateAbandoned,
+	outbox.DryRun:     stateDryRun,
+	outbox.Superseded: stateSuperseded,
 }
 
-// requeue puts an entry back in the queue to be tried at next.
-func (o *Outbox) requeue(e *entry, next time.Time) {
+// requeue puts an entry back in the queue to be tried at next, unless a Supersede came
+// while it was in flight: then it returns that Supersede's event and leaves the entry out,
+// for the caller to finish.
+func (o *Outbox) requeue(e *entry, next time.Time) (supersededBy string) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
+	if e.supersededBy != "" {
+		return e.supersededBy
+	}
 	e.next = next
 	heap.Push(&o.queue, e)
-	o.mu.Unlock()
+	return ""
 }
 
 // finish records the entry's outcome and forgets it from memory; the store keeps it until
@@ -470,24 +578,33 @@ func (o *Outbox) finish(e *entry, state string, now time.Time) {
 	err := o.store.finish(ctx, []outcome{out})
 	cancel()
 	o.mu.Lock()
-	delete(o.pending, e.a.ReservationSid)
+	o.forget(e)
 	if err != nil {
 		o.unrecorded = append(o.unrecorded, out)
 	}
 	o.mu.Unlock()
 }
 
-// queue is a min-heap of entries by next.
+// queue is a min-heap of entries by next; each entry knows its index, so that Supersede
+// can take it out of the middle.
 type queue []*entry
 
 func (q queue) Len() int           { return len(q) }
 func (q queue) Less(i, j int) bool { return q[i].next.Before(q[j].next) }
-func (q queue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
-func (q *queue) Push(x any)        { *q = append(*q, x.(*entry)) }
+func (q queue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *queue) Push(x any) {
+	e := x.(*entry)
+	e.index = len(*q)
+	*q = append(*q, e)
+}
 func (q *queue) Pop() any {
 	old := *q
 	e := old[len(old)-1]
 	old[len(old)-1] = nil
+	e.index = -1
 	*q = old[:len(old)-1]
 	return e
 }

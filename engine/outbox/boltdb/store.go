@@ -30,7 +30,10 @@ const (
 	stateFailed    = "failed"
 	stateAbandoned = "abandoned"
 	stateDryRun    = "dry_run"
-	stateWithdrawn = "withdrawn" // committed after its caller had answered the callback without it
+	// stateSuperseded: TaskRouter said the reservation is no longer pending, or an Event
+	// callback said it or its task is over.
+	stateSuperseded = "superseded"
+	stateWithdrawn  = "withdrawn" // committed after its caller had answered the callback without it
 )
 
 // actionsBucket holds one record per ReservationSid.

@@ -1,7 +1,8 @@
 // Package outboxtest is the test suite that every outbox backend passes, so that the
 // embedded outbox and the shared one mean the same (docs/outbox.md): durable once Put has
 // returned, one action per reservation, retries that honour Retry-After, the deadline, final
-// errors and refused credentials, dry-run, the drain at shutdown, Put after Close, and Stats.
+// errors and refused credentials, dry-run, the drain at shutdown, Put after Close, Stats, and
+// Supersede (an Event callback ending pending actions).
 //
 // The suite runs on the real clock, with delays and backoff of a second or two, because a
 // backend built on a job queue in a database keeps the queue's time; each test is bounded.
@@ -21,6 +22,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/reservist/reservist/engine/outbox"
 	"github.com/reservist/reservist/engine/taskrouter"
@@ -52,7 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Delay", testDelay},
 		{"DeadlinePassedAtPut", testDeadlinePassed},
 		{"RetriesRunOutAtDeadline", testRetriesRunOut},
-		{"NotPendingIsFinal", testNotPending},
+		{"NotPendingIsSuperseded", testNotPending},
 		{"InvalidParamsAreFinal", testInvalidParams},
 		{"Unauthorized", testUnauthorized},
 		{"Forbidden", testForbidden},
@@ -65,6 +67,13 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"ConcurrencyLimit", testConcurrencyLimit},
 		{"IncompleteActionsRefused", testIncomplete},
 		{"PutBoundedByItsContext", testPutContext},
+		{"SupersedeByReservationBeforeDue", testSupersedeReservation},
+		{"SupersedeByTask", testSupersedeTask},
+		{"SupersedeInFlightFinishes", testSupersedeInFlight},
+		{"SupersedeInFlightThenRetryEnds", testSupersedeInFlightRetry},
+		{"SupersedeDurable", testSupersedeDurable},
+		{"SupersedeRefusesBadInput", testSupersedeBadInput},
+		{"SupersedeRacesTheScheduler", testSupersedeRace},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -237,7 +246,8 @@ func (h *harness) calls(result string) int {
 	return int(h.metric("reservist_rest_calls_total", result))
 }
 
-// metric reads a gauge, a counter with the given result label, or a histogram's sample
+// metric reads a gauge, a counter with the given result label (or op; summed
+// over the other labels, such as status_class), or a histogram's sample
 // count.
 func (h *harness) metric(name, result string) float64 {
 	h.t.Helper()
@@ -249,22 +259,37 @@ func (h *harness) metric(name, result string) float64 {
 		if mf.GetName() != name {
 			continue
 		}
+		sum, found := 0.0, false
 		for _, m := range mf.GetMetric() {
-			if result != "" && (len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != result) {
+			if result != "" && !hasValue(m, result) {
 				continue
 			}
 			switch {
 			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
+				sum, found = sum+m.GetCounter().GetValue(), true
 			case m.GetGauge() != nil:
 				return m.GetGauge().GetValue()
 			case m.GetHistogram() != nil:
 				return float64(m.GetHistogram().GetSampleCount())
 			}
 		}
+		if found {
+			return sum
+		}
 	}
 	h.t.Fatalf("metric %s{result=%q} not found", name, result)
 	return 0
+}
+
+// hasValue reports whether one of m's labels has the value v: the result of
+// reservist_rest_calls_total, the op of reservist_outbox_store_errors_total.
+func hasValue(m *dto.Metric, v string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetValue() == v {
+			return true
+		}
+	}
+	return false
 }
 
 // waitFor polls cond until it holds, failing the test after wait.
@@ -501,27 +526,47 @@ func testRetriesRunOut(t *testing.T, h *harness) {
 	}
 }
 
+// TaskRouter's 400 for a reservation that is no longer pending ends the action as
+// superseded, at info: for a status update (20001 with its message) and for an instruction
+// (its own code, 40114 for call). Not retried, not an error, and the reservation stays known.
 func testNotPending(t *testing.T, h *harness) {
 	h.open(options{})
-	a := action(1)
-	h.fake.AddReservation(taskroutertest.Reservation{Sid: a.ReservationSid, WorkspaceSid: workspace, TaskSid: a.TaskSid, Status: "canceled"})
-	h.put(a)
-	h.run()
-	h.settled("final_error", 1)
-	if got := len(h.fake.Requests()); got != 1 {
-		t.Errorf("%d requests, want exactly 1", got)
+	accept, call := action(1), action(2)
+	call.Params = outbox.Params{"Instruction": "call", "CallFrom": "+15005550006", "CallTo": "+15551230000",
+		"CallUrl": "https://example.com/twiml/agent-answer", "CallAccept": true}
+	for _, a := range []outbox.Action{accept, call} {
+		h.fake.AddReservation(taskroutertest.Reservation{Sid: a.ReservationSid, WorkspaceSid: workspace, TaskSid: a.TaskSid, Status: "canceled"})
+		h.put(a)
 	}
-	logs := h.logs.String()
-	for _, want := range []string{`"twilio_code":20001`, `"status":400`, `"reservation_sid":"` + a.ReservationSid} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("logs lack %s", want)
+	h.run()
+	h.settled("superseded", 2)
+	if d := cmp.Diff([]int{400, 400}, statuses(h.fake.Requests())); d != "" {
+		t.Errorf("attempts (-want +got):\n%s", d)
+	}
+	if got := h.calls("final_error") + h.calls("retry"); got != 0 {
+		t.Errorf("final_error + retry = %d; want 0", got)
+	}
+	if got := h.metric("reservist_rest_calls_total", "superseded"); got != 2 {
+		t.Errorf("superseded = %v; want 2", got)
+	}
+	codes := map[string]any{}
+	for _, r := range h.logs.Records("outbox action superseded") {
+		if r["level"] != "INFO" || r["status"] != float64(400) {
+			t.Errorf("superseded line %v; want INFO with status 400", r)
 		}
+		codes[r["reservation_sid"].(string)] = r["twilio_code"]
+	}
+	if d := cmp.Diff(map[string]any{accept.ReservationSid: float64(20001), call.ReservationSid: float64(40114)}, codes); d != "" {
+		t.Errorf("twilio_code by reservation (-want +got):\n%s", d)
+	}
+	if len(h.logs.Records("outbox action failed")) != 0 {
+		t.Error("a superseded action was logged as failed")
 	}
 	if h.ob.Unauthorized() {
 		t.Error("a 400 made the outbox unauthorized")
 	}
-	if h.put(a) {
-		t.Error("the failed reservation was queued again")
+	if h.put(accept) {
+		t.Error("the superseded reservation was queued again")
 	}
 }
 
@@ -653,7 +698,7 @@ func testDrainCutsOff(t *testing.T, h *harness) {
 	}
 	h.open(options{})
 	h.run()
-	h.waitFor("the action tried again", func() bool { return h.calls("ok")+h.calls("final_error") == 1 && h.depth() == 0 })
+	h.waitFor("the action tried again", func() bool { return h.calls("ok")+h.calls("superseded") == 1 && h.depth() == 0 })
 	got := statuses(h.fake.Requests())
 	slices.Sort(got)
 	if d := cmp.Diff([]int{200, 400}, got); d != "" {
@@ -798,4 +843,275 @@ func testPutContext(t *testing.T, h *harness) {
 	if reqs := h.fake.Requests(); len(reqs) != 1 || reqs[0].ReservationSid != action(2).ReservationSid {
 		t.Errorf("requests %v, want action 2's alone", reqs)
 	}
+}
+
+// supersede calls Supersede and fails the test on an error.
+func (h *harness) supersede(s outbox.Supersession) int {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	n, err := h.ob.Supersede(ctx, s)
+	if err != nil {
+		h.t.Fatalf("Supersede(%+v): %v", s, err)
+	}
+	return n
+}
+
+// callsBy reads reservist_rest_calls_total{result,status_class}.
+func (h *harness) callsBy(result, class string) int {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "reservist_rest_calls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasValue(m, result) && hasValue(m, class) {
+				return int(m.GetCounter().GetValue())
+			}
+		}
+	}
+	return 0
+}
+
+// later is action n due in a minute: it waits for the whole test.
+func later(n uint64) outbox.Action {
+	a := action(n)
+	a.Due = a.Received.Add(time.Minute)
+	return a
+}
+
+// An action superseded by its reservation before it is due is never sent, is counted and
+// logged at info with the event, and its reservation stays known; another action is carried
+// out as ever.
+func testSupersedeReservation(t *testing.T, h *harness) {
+	h.open(options{})
+	h.run()
+	a := later(1)
+	h.put(a)
+	if n := h.supersede(outbox.Supersession{ReservationSid: a.ReservationSid, Event: "reservation.rescinded"}); n != 1 {
+		t.Errorf("Supersede = %d; want 1", n)
+	}
+	if got := h.depth(); got != 0 {
+		t.Errorf("Depth after Supersede = %d; want 0", got)
+	}
+	if got := h.callsBy("superseded", "none"); got != 1 {
+		t.Errorf("superseded/none = %d; want 1", got)
+	}
+	recs := h.logs.Records("outbox action superseded")
+	if len(recs) != 1 || recs[0]["level"] != "INFO" || recs[0]["event"] != "reservation.rescinded" ||
+		recs[0]["reservation_sid"] != a.ReservationSid || recs[0]["task_sid"] != a.TaskSid {
+		t.Errorf("superseded lines %v; want one at INFO with the event and the action's SIDs", recs)
+	}
+	if h.put(a) {
+		t.Error("a Put after Supersede queued the reservation again")
+	}
+	if n := h.supersede(outbox.Supersession{ReservationSid: a.ReservationSid, Event: "reservation.rescinded"}); n != 0 {
+		t.Errorf("a second Supersede = %d; want 0", n)
+	}
+	if n := h.supersede(outbox.Supersession{ReservationSid: action(99).ReservationSid, Event: "reservation.accepted"}); n != 0 {
+		t.Errorf("Supersede of an unknown reservation = %d; want 0", n)
+	}
+	// The outbox still runs: an action put now is sent, and it alone.
+	b := action(2)
+	h.put(b)
+	h.settled("ok", 1)
+	if reqs := h.fake.Requests(); len(reqs) != 1 || reqs[0].ReservationSid != b.ReservationSid {
+		t.Errorf("requests %v; want action 2's alone", reqs)
+	}
+	if got := h.calls("superseded"); got != 1 {
+		t.Errorf("superseded = %d; want 1", got)
+	}
+}
+
+// Superseding a task ends every pending action of it, and no other task's.
+func testSupersedeTask(t *testing.T, h *harness) {
+	h.open(options{})
+	h.run()
+	task := action(1).TaskSid
+	var ours []outbox.Action
+	for i := range 3 {
+		a := later(uint64(i + 1)) // multi-reservation: three reservations of one task
+		a.TaskSid = task
+		ours = append(ours, a)
+		h.put(a)
+	}
+	other := later(4)
+	h.put(other)
+	if n := h.supersede(outbox.Supersession{TaskSid: task, Event: "task.canceled"}); n != 3 {
+		t.Errorf("Supersede(task) = %d; want 3", n)
+	}
+	if got := h.depth(); got != 1 {
+		t.Errorf("Depth = %d; want 1, the other task's", got)
+	}
+	if got := h.calls("superseded"); got != 3 {
+		t.Errorf("superseded = %d; want 3", got)
+	}
+	for _, a := range ours {
+		if h.put(a) {
+			t.Errorf("%s queued again after its task was superseded", a.ReservationSid)
+		}
+	}
+	if n := h.supersede(outbox.Supersession{TaskSid: action(9).TaskSid, Event: "task.completed"}); n != 0 {
+		t.Errorf("Supersede of an unknown task = %d; want 0", n)
+	}
+	if n := h.supersede(outbox.Supersession{TaskSid: other.TaskSid, Event: "task.completed"}); n != 1 {
+		t.Errorf("Supersede(the other task) = %d; want 1", n)
+	}
+	if got := len(h.fake.Requests()); got != 0 {
+		t.Errorf("%d requests; want none", got)
+	}
+}
+
+// An action in flight when it is superseded finishes by its own answer.
+func testSupersedeInFlight(t *testing.T, h *harness) {
+	release := make(chan struct{})
+	h.open(options{})
+	a := action(1)
+	h.fake.Inject(a.ReservationSid, taskroutertest.Fault{Hold: release})
+	h.put(a)
+	h.run()
+	h.waitInFlight()
+	if n := h.supersede(outbox.Supersession{ReservationSid: a.ReservationSid, Event: "reservation.accepted"}); n != 0 {
+		t.Errorf("Supersede of an action in flight = %d; want 0", n)
+	}
+	close(release)
+	h.settled("ok", 1)
+	if got := h.calls("superseded"); got != 0 {
+		t.Errorf("superseded = %d; want 0: the call in flight was sent", got)
+	}
+	if r, _ := h.fake.Reservation(a.ReservationSid); r.Status != "accepted" {
+		t.Errorf("reservation status = %q; want accepted", r.Status)
+	}
+	if h.put(a) {
+		t.Error("the reservation was queued again")
+	}
+}
+
+// An action in flight when it is superseded, whose answer asks for a retry, ends as
+// superseded instead of being tried again.
+func testSupersedeInFlightRetry(t *testing.T, h *harness) {
+	release := make(chan struct{})
+	h.open(options{})
+	a := action(1)
+	h.fake.Inject(a.ReservationSid, taskroutertest.Fault{Hold: release, Status: 503})
+	h.put(a)
+	h.run()
+	h.waitInFlight()
+	if n := h.supersede(outbox.Supersession{TaskSid: a.TaskSid, Event: "task.canceled"}); n != 0 {
+		t.Errorf("Supersede of an action in flight = %d; want 0", n)
+	}
+	close(release)
+	h.settled("superseded", 1)
+	if got := h.callsBy("superseded", "none"); got != 1 {
+		t.Errorf("superseded/none = %d; want 1", got)
+	}
+	if got := h.calls("retry"); got != 1 {
+		t.Errorf("retry = %d; want 1, the 503", got)
+	}
+	if d := cmp.Diff([]int{503}, statuses(h.fake.Requests())); d != "" {
+		t.Errorf("attempts (-want +got):\n%s", d)
+	}
+	if recs := h.logs.Records("outbox action superseded"); len(recs) != 1 || recs[0]["event"] != "task.canceled" {
+		t.Errorf("superseded lines %v; want one with the event", recs)
+	}
+}
+
+// A superseded action stays superseded for the next outbox on the store.
+func testSupersedeDurable(t *testing.T, h *harness) {
+	ob := h.open(options{})
+	a, b := action(1), action(2)
+	h.put(a)
+	h.put(b)
+	if n := h.supersede(outbox.Supersession{ReservationSid: a.ReservationSid, Event: "reservation.timeout"}); n != 1 {
+		t.Errorf("Supersede = %d; want 1", n)
+	}
+	if err := ob.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.open(options{})
+	if got := h.depth(); got != 1 {
+		t.Errorf("Depth after reopening = %d; want 1", got)
+	}
+	if h.put(a) {
+		t.Error("the superseded reservation was queued again after reopening")
+	}
+	h.run()
+	h.settled("ok", 1)
+	if reqs := h.fake.Requests(); len(reqs) != 1 || reqs[0].ReservationSid != b.ReservationSid {
+		t.Errorf("requests %v; want action 2's alone", reqs)
+	}
+}
+
+func testSupersedeBadInput(t *testing.T, h *harness) {
+	ob := h.open(options{})
+	a := action(1)
+	for _, s := range []outbox.Supersession{
+		{Event: "task.canceled"},
+		{ReservationSid: a.ReservationSid, TaskSid: a.TaskSid},
+		{ReservationSid: a.TaskSid},
+		{TaskSid: "WT" + strings.Repeat("0", 4000)},
+	} {
+		if n, err := ob.Supersede(context.Background(), s); !errors.Is(err, outbox.ErrInvalidSupersession) || n != 0 {
+			t.Errorf("Supersede(%+v) = %d, %v; want ErrInvalidSupersession", s, n, err)
+		}
+	}
+	if err := ob.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ob.Supersede(context.Background(), outbox.Supersession{ReservationSid: a.ReservationSid}); !errors.Is(err, outbox.ErrClosed) {
+		t.Errorf("Supersede after Close: %v; want ErrClosed", err)
+	}
+}
+
+// Actions due now, superseded while the scheduler picks them: each is either sent (Supersede
+// found it in flight and said 0) or superseded (Supersede said 1, and TaskRouter never saw
+// it), never both, never neither.
+func testSupersedeRace(t *testing.T, h *harness) {
+	const n = 40
+	h.open(options{})
+	h.run()
+	ended := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		a := action(uint64(i + 1))
+		h.put(a)
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			k, err := h.ob.Supersede(ctx, outbox.Supersession{ReservationSid: a.ReservationSid, Event: "reservation.accepted"})
+			if err != nil {
+				t.Error(err)
+			}
+			ended[i] = k
+		})
+	}
+	wg.Wait()
+	superseded := 0
+	for _, k := range ended {
+		superseded += k
+	}
+	h.waitFor("every action ended", func() bool {
+		return h.depth() == 0 && h.calls("ok")+h.calls("superseded") == n
+	})
+	sent := map[string]int{}
+	for _, r := range h.fake.Requests() {
+		sent[r.ReservationSid]++
+	}
+	for i, k := range ended {
+		sid := action(uint64(i + 1)).ReservationSid
+		switch {
+		case k == 1 && sent[sid] != 0:
+			t.Errorf("%s superseded and sent %d times", sid, sent[sid])
+		case k == 0 && sent[sid] != 1:
+			t.Errorf("%s in flight at Supersede, sent %d times; want 1", sid, sent[sid])
+		}
+	}
+	if got := h.calls("superseded"); got != superseded {
+		t.Errorf("superseded = %d; want %d, what Supersede returned", got, superseded)
+	}
+	t.Logf("%d of %d superseded, %d sent", superseded, n, n-superseded)
 }

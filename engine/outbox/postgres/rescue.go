@@ -1,6 +1,7 @@
 package postgres
 
-// This file is the one place where the outbox changes River's job table itself.
+// This file and supersede.go are the places where the outbox changes River's job table
+// itself.
 //
 // River takes back a job whose process died while working it (its "rescuer"): once the job
 // has been running for longer than RescueStuckJobsAfter, it records an error and makes the

@@ -48,12 +48,16 @@ func (job) InsertOpts() river.InsertOpts {
 type progress struct {
 	Tries int       `json:"reservist_tries,omitempty"`
 	Next  time.Time `json:"reservist_next,omitzero"`
+	// Superseded is the event type of a Supersede that came while a run of the job was in
+	// its REST call (supersede.go).
+	Superseded string `json:"reservist_superseded,omitempty"`
 }
 
 // Errors River records with a job that ends without being sent.
 var (
-	errFailed    = errors.New("TaskRouter refused the action for good; reservist logged why")
-	errAbandoned = errors.New("the reservation's deadline passed before the action could be sent")
+	errFailed     = errors.New("TaskRouter refused the action for good; reservist logged why")
+	errAbandoned  = errors.New("the reservation's deadline passed before the action could be sent")
+	errNotPending = errors.New("superseded: TaskRouter said the reservation is no longer pending")
 )
 
 // worker carries out due outbox jobs on every replica. River must find it on whichever
@@ -81,6 +85,17 @@ func (w *worker) Work(ctx context.Context, j *river.Job[job]) error {
 	if err := json.Unmarshal(j.Metadata, &p); err != nil {
 		p = progress{} // River's own keys only, or none: nothing tried yet
 	}
+	if p.Superseded != "" {
+		// Marked while a run was in its call, whose answer was to wait: it ends here.
+		ended, err := endSuperseded(ctx, w.o.pool, j.ID)
+		if err != nil {
+			return river.JobSnooze(time.Second) // the database is failing: look again
+		}
+		if ended {
+			w.o.carrier.Supersede(a, p.Superseded, func(outbox.Step) {})
+		}
+		return river.JobCancel(errors.New(supersededError))
+	}
 	now := w.o.clock.Now()
 	notBefore := a.Due
 	if p.Next.After(notBefore) {
@@ -105,6 +120,14 @@ func (w *worker) Work(ctx context.Context, j *river.Job[job]) error {
 		}
 	}
 
+	// From here on this run is a call, unless Supersede has got to the job first
+	// (supersede.go): then it is cancelled, counted by the Supersede, and not sent.
+	if ok, err := claim(ctx, w.o.pool, j.ID); err != nil {
+		return river.JobSnooze(time.Second) // the database is failing: try again
+	} else if !ok {
+		return river.JobCancel(errors.New(supersededError))
+	}
+
 	// River's attempt is 1 on a job's first run and grows only when a run did not end by
 	// the worker's return (a replica died in the call): those count as tries too.
 	tries := p.Tries + max(j.Attempt-1, 0)
@@ -115,6 +138,8 @@ func (w *worker) Work(ctx context.Context, j *river.Job[job]) error {
 		return nil
 	case outbox.Failed:
 		return river.JobCancel(errFailed)
+	case outbox.Superseded:
+		return river.JobCancel(errNotPending)
 	case outbox.Abandoned:
 		return river.JobCancel(errAbandoned)
 	case outbox.Retried:
