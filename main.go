@@ -61,18 +61,50 @@ func version() string {
 	if buildVersion != "" {
 		return buildVersion
 	}
+	b := readBuild()
+	v := b.version
+	if b.revision != "unknown" && len(b.revision) >= 12 {
+		v += " " + b.revision[:12]
+	}
+	if b.goVersion != "" {
+		v += " " + b.goVersion
+	}
+	return v
+}
+
+// build is what reservist_build_info says of the running binary.
+type build struct {
+	version   string // the linked version, else the module version, else "devel"
+	revision  string // the VCS revision Go recorded, else "unknown"
+	goVersion string // the Go release that built it ("" when Go recorded nothing)
+}
+
+func readBuild() build {
 	info, ok := debug.ReadBuildInfo()
+	return buildOf(buildVersion, info, ok)
+}
+
+// buildOf reads a build from the version linked in (-X main.buildVersion) and what Go
+// recorded in the binary.
+func buildOf(linked string, info *debug.BuildInfo, ok bool) build {
+	b := build{version: linked, revision: "unknown"}
 	if !ok {
-		return "devel"
+		if b.version == "" {
+			b.version = "devel"
+		}
+		return b
 	}
-	v := info.Main.Version
-	if v == "" || v == "(devel)" {
-		v = "devel"
-	}
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " " + s.Value[:12]
+	b.goVersion = info.GoVersion
+	if b.version == "" {
+		b.version = info.Main.Version
+		if b.version == "" || b.version == "(devel)" {
+			b.version = "devel"
 		}
 	}
-	return v + " " + info.GoVersion
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && s.Value != "" {
+			b.revision = s.Value
+		}
+	}
+	return b
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -80,8 +81,8 @@ type hooks struct {
 	settle time.Duration
 }
 
-// listening are the addresses serve listens on; admin is "" when the admin listener is off.
-type listening struct{ callback, admin string }
+// listening are the addresses serve listens on; admin and metrics are "" when off.
+type listening struct{ callback, admin, metrics string }
 
 // serveCommand is `reservist serve`: the callback server, which runs until ctx is
 // cancelled (SIGTERM, SIGINT). h lets a test watch and drive it.
@@ -99,6 +100,11 @@ func serveCommand(getenv func(string) string, stderr io.Writer, h hooks) *cli.Co
 				}
 				cfg, err := finish(getenv)
 				if err != nil {
+					// The command line parsed, so the format is known unless it is what is
+					// wrong: the variables and the checks are reported as log lines.
+					if format, ok := config.LogFormat(fs, getenv); ok {
+						return cannotStart(slog.New(logHandler(format, slog.LevelInfo, stderr)), err)
+					}
 					return err
 				}
 				return runServe(ctx, cfg, stderr, h)
@@ -121,13 +127,17 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 
 	// The decision log is batched; everything else goes out at once, in order with it.
 	sink := logbuf.New(stderr, 64<<10)
-	logger := slog.New(logHandler(cfg.LogFormat, sink.Direct()))
-	decisions := slog.New(logHandler(cfg.LogFormat, sink))
+	// What others' code logs (River, net/http) may hold durations, which it writes as
+	// nanoseconds; the decision log is reservist's own and needs no such pass.
+	logger := slog.New(logbuf.Seconds(logHandler(cfg.LogFormat, cfg.LogLevel, sink.Direct())))
+	decisions := slog.New(logHandler(cfg.LogFormat, cfg.LogLevel, sink))
 	for _, w := range cfg.Warnings {
 		logger.Warn(w)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	b := readBuild()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		server.NewBuildInfo(b.version, b.revision, b.goVersion))
 
 	conns := server.NewConnMetrics()
 	if err := conns.Register(reg); err != nil {
@@ -141,6 +151,8 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 		bench     workbench
 		callbacks = httpServer(cfg.ResponseBudget, callbackIdleTimeout, server.NewConns("callback", callbackMaxConns, conns), logger)
 		admin     = httpServer(0, adminIdleTimeout, server.NewConns("admin", adminMaxConns, conns), logger)
+		scrape    = httpServer(0, adminIdleTimeout, server.NewConns("metrics", adminMaxConns, conns), logger)
+		srv       *server.Server
 		addrs     listening
 	)
 	watching := make(chan struct{})
@@ -160,8 +172,7 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 			open: func() (err error) {
 				rl, err = reload.New(cfg.Rules, reload.Options{Logger: logger, Gate: casesGate(cfg.ReloadCases), Settle: h.settle})
 				if err != nil {
-					printRulesError(stderr, err)
-					return cli.Exit(cli.Failed, nil)
+					return cli.Exit(cli.Failed, err)
 				}
 				return rl.Register(reg)
 			},
@@ -268,7 +279,7 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 				if err := metrics.Register(reg); err != nil {
 					return err
 				}
-				srv := server.New(server.Options{
+				srv = server.New(server.Options{
 					Rules:         rl,
 					Outbox:        ob,
 					CallbackPaths: cfg.CallbackPaths,
@@ -289,7 +300,7 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 					Observe:            bench.observe(),
 					Now:                wallClock,
 				})
-				callbacks.Handler, admin.Handler = srv.Callbacks(), srv.Admin()
+				callbacks.Handler, admin.Handler, scrape.Handler = srv.Callbacks(), srv.Admin(), srv.Metrics()
 				ln, err := net.Listen("tcp", cfg.Listen)
 				if err != nil {
 					return cli.Exit(cli.Runtime, fmt.Errorf("cannot listen for callbacks: %w", err))
@@ -318,6 +329,23 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 			run:   admin.serve,
 			close: admin.drain,
 		},
+		component{
+			name: "metrics listener",
+			open: func() error {
+				if cfg.MetricsListen == "" {
+					return nil
+				}
+				ln, err := net.Listen("tcp", cfg.MetricsListen)
+				if err != nil {
+					return cli.Exit(cli.Runtime, fmt.Errorf("cannot listen for metrics (--metrics-listen): %w", err))
+				}
+				addrs.metrics = ln.Addr().String()
+				scrape.listener = scrape.conns.Listener(ln)
+				return nil
+			},
+			run:   scrape.serve,
+			close: scrape.drain,
+		},
 	)
 	if err == nil {
 		switch {
@@ -334,22 +362,23 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 			logger.Warn("TWILIO_ACCOUNT_SID is not set, so the rules' REST decisions are logged as dry-run and dropped; set it with TWILIO_AUTH_TOKEN, or with TWILIO_API_KEY and TWILIO_API_SECRET, to send them",
 				"rest_rules", names)
 		}
-		adminAddr := addrs.admin
-		if adminAddr == "" {
-			adminAddr = "off"
-		}
-		logger.Info("listening", "callback", addrs.callback, "admin", adminAddr,
-			"callback_paths", cfg.CallbackPaths, "events_path", eventsPathLog(cfg.EventsPath), "signed", token != "", "revision", rl.Current().Revision(), "version", version())
+		logger.Info("listening", "callback", addrs.callback, "admin", orOff(addrs.admin), "metrics", orOff(addrs.metrics),
+			"callback_paths", cfg.CallbackPaths, "events_path", orOff(cfg.EventsPath), "signed", token != "", "revision", rl.Current().Revision(), "version", version())
 		if h.ready != nil {
 			h.ready(addrs)
 		}
 		select {
 		case <-ctx.Done():
+			if cfg.ShutdownDelay > 0 {
+				delayShutdown(cfg.ShutdownDelay, srv, callbacks, logger)
+			}
 			logger.Info("shutting down: finishing callbacks in flight")
 		case err = <-g.failed:
 			logger.Error("shutting down", "error", err)
-			err = cli.Exit(cli.Runtime, err)
+			err = cli.Exit(cli.Runtime, nil) // said just now
 		}
+	} else {
+		err = cannotStart(logger, err)
 	}
 	for _, cerr := range g.stop() {
 		logger.Error("stopping", "error", cerr)
@@ -359,14 +388,6 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 	}
 	sink.Flush()
 	return err
-}
-
-// eventsPathLog is --events-path as the start-up line names it.
-func eventsPathLog(p string) string {
-	if p == "" {
-		return "off"
-	}
-	return p
 }
 
 // openOutbox opens the REST outbox that --outbox names, the embedded one in --state-dir or
@@ -411,25 +432,70 @@ func openOutbox(cfg *config.Serve, logger *slog.Logger, reg prometheus.Registere
 	return ob, nil
 }
 
-// logHandler makes the slog handler for --log-format.
-func logHandler(format string, w io.Writer) slog.Handler {
+// logHandler makes the slog handler for --log-format and --log-level.
+func logHandler(format string, level slog.Level, w io.Writer) slog.Handler {
 	if format == "text" {
-		return slog.NewTextHandler(w, nil)
+		return slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
 	}
-	return logbuf.NewJSONHandler(w) // slog's JSON lines, written faster: one per callback
+	return logbuf.NewJSONHandlerAt(w, level) // slog's JSON lines, written faster: one per callback
 }
 
-// printRulesError prints why the rules cannot serve: every FILE:LINE:COL line of a bad file,
-// or the golden cases a --reload-cases gate refused them for.
-func printRulesError(w io.Writer, err error) {
-	if _, ok := errors.AsType[*reload.GateError](err); ok {
-		fmt.Fprintln(w, "reservist: the rules fail their --reload-cases:")
-		err = errors.Unwrap(err)
-	} else if _, ok := errors.AsType[rules.Errors](err); !ok {
-		fmt.Fprintln(w, "reservist:", err)
-		return
+func orOff(addr string) string {
+	if addr == "" {
+		return "off"
 	}
-	printLines(w, rules.ErrorLines(err))
+	return addr
+}
+
+// cannotStart logs why serve cannot start, in the log's format, so that a log pipeline
+// reads it like every other line: one error line for each problem (each FILE:LINE:COL line
+// of a bad rules file, each golden case a --reload-cases gate refused them for), with the
+// exit code. It returns that exit code, the reason said.
+func cannotStart(logger *slog.Logger, err error) error {
+	code := cli.Runtime
+	if ee, ok := errors.AsType[*cli.ExitError](err); ok {
+		code = ee.Code
+		if ee.Err == nil {
+			return err // said already
+		}
+		err = ee.Err
+	}
+	var lines []string
+	if _, ok := errors.AsType[*reload.GateError](err); ok {
+		lines = append([]string{"the rules fail their --reload-cases:"}, rules.ErrorLines(errors.Unwrap(err))...)
+	} else if _, ok := errors.AsType[rules.Errors](err); ok {
+		lines = rules.ErrorLines(err)
+	} else {
+		lines = strings.Split(strings.TrimRight(err.Error(), "\n"), "\n")
+	}
+	for _, l := range lines {
+		logger.Error("reservist cannot start", "error", l, "exit_code", code)
+	}
+	return cli.Exit(code, nil)
+}
+
+// delayShutdown is --shutdown-delay: /readyz answers 503 at once while callbacks are still
+// answered, so that load balancers take the pod out before it stops accepting. Keep-alive is
+// turned off, so that clients holding a connection open a new one, elsewhere. A second
+// SIGTERM or SIGINT ends the delay early. It is watched for from before readiness turns: a
+// second signal within the microseconds between the first and that is taken by main's
+// signal context, which has already fired, and does not end the delay.
+func delayShutdown(delay time.Duration, srv *server.Server, callbacks *listener, logger *slog.Logger) {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(term)
+	// Readiness turns only once a second signal would be seen.
+	srv.ShuttingDown()
+	callbacks.SetKeepAlivesEnabled(false)
+	logger.Info("shutting down: /readyz answers 503 while callbacks are still answered; a second SIGTERM or SIGINT ends the wait",
+		"shutdown_delay_seconds", delay.Seconds())
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case sig := <-term:
+		logger.Info("shutdown delay cut short", "signal", sig.String())
+	}
 }
 
 // casesGate makes the --reload-cases check: a rules file, at start or on reload, serves only

@@ -36,14 +36,10 @@ import (
 // paths it answers and the metrics it exposes.
 
 // pendingFlags are serve flags the manifests set that the serve command in this tree does
-// not have yet (they are being added beside this work). Their variables are passed over
-// when the binary runs; the test fails once one of them exists, so that it is dropped here
-// and checked like the others.
-var pendingFlags = map[string]bool{
-	"metrics-listen": true,
-	"shutdown-delay": true,
-	"log-level":      true,
-}
+// not have yet (when they are being added beside other work). Their variables are passed
+// over when the binary runs; the test fails once one of them exists, so that it is dropped
+// here and checked like the others. Every flag the manifests set exists now.
+var pendingFlags = map[string]bool{}
 
 // pendingMetrics are metric names the alert rules use that this tree's binary does not
 // expose yet, or exposes only after events this test cannot cause (an Event callback).
@@ -315,7 +311,7 @@ func TestSidecarServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"serve",
-		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
 		"--rules", rulesPath, "--state-dir", filepath.Join(dir, "state"),
 		"--twilio-base-url", twilio.URL,
 	}
@@ -346,7 +342,7 @@ func TestSidecarServes(t *testing.T) {
 			}
 		}
 	}()
-	var listening struct{ Msg, Callback, Admin string }
+	var listening struct{ Msg, Callback, Admin, Metrics string }
 	var logged []string
 	for listening.Msg != "listening" {
 		select {
@@ -466,7 +462,7 @@ func TestSidecarServes(t *testing.T) {
 	var families map[string]*dto.MetricFamily
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		code, body := get("http://" + listening.Admin + "/metrics")
+		code, body := get("http://" + listening.Metrics + "/metrics") // as the PodMonitor scrapes
 		if code != http.StatusOK {
 			t.Fatalf("GET /metrics = %d", code)
 		}
@@ -485,7 +481,13 @@ func TestSidecarServes(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	// SIGTERM: the process drains and exits 0 well within the pod's grace period.
+	// SIGTERM: at once the readiness probe fails, so that the endpoint is removed, while
+	// callbacks are still answered for RESERVIST_SHUTDOWN_DELAY; then the process drains and
+	// exits 0 within the pod's grace period, and not before the delay is over.
+	delay, err := time.ParseDuration(env["RESERVIST_SHUTDOWN_DELAY"])
+	if err != nil {
+		t.Fatalf("RESERVIST_SHUTDOWN_DELAY %q: %v", env["RESERVIST_SHUTDOWN_DELAY"], err)
+	}
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -496,13 +498,35 @@ func TestSidecarServes(t *testing.T) {
 	}()
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
+	readyPath := s.c.ReadinessProbe.HTTPGet.Path
+	for {
+		code, body := get(base + readyPath)
+		if code == http.StatusServiceUnavailable && strings.Contains(body, `"shutting_down":true`) {
+			break
+		}
+		if time.Since(start) > delay {
+			t.Fatalf("GET %s = %d %s %s after SIGTERM; want 503 with shutting_down during the shutdown delay", readyPath, code, body, time.Since(start))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	unready := time.Since(start)
+	form.Set("ReservationSid", "WR00000000000000000000000000000008")
+	sig = testkit.Sign(env["TWILIO_AUTH_TOKEN"], strings.TrimSuffix(env["RESERVIST_PUBLIC_URL"], "/")+callbackPath, form)
+	if code, body := post(sig); code != http.StatusOK {
+		t.Errorf("a callback during the shutdown delay: %d %s; want 200", code, body)
+	}
 	grace := time.Duration(*s.template.Spec.TerminationGracePeriodSeconds) * time.Second
 	select {
 	case err := <-waited:
 		if err != nil {
 			t.Errorf("after SIGTERM: %v; want exit 0", err)
 		}
-		t.Logf("stopped %s after SIGTERM (grace period %s)", time.Since(start).Round(time.Millisecond), grace)
+		stopped := time.Since(start)
+		if stopped < delay {
+			t.Errorf("stopped %s after SIGTERM; want no sooner than RESERVIST_SHUTDOWN_DELAY %s", stopped, delay)
+		}
+		t.Logf("SIGTERM → %s 503 in %s; stopped after %s (shutdown delay %s, grace period %s)",
+			readyPath, unready.Round(time.Millisecond), stopped.Round(time.Millisecond), delay, grace)
 	case <-time.After(grace):
 		t.Errorf("still running %s after SIGTERM: the kubelet would kill it", grace)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"path"
 	"slices"
 	"strconv"
@@ -142,12 +143,39 @@ func TestDockerfile(t *testing.T) {
 		if !slices.Contains(d.expose, listen) {
 			t.Errorf("%s: the callback port %d is not among the Dockerfile's EXPOSE %v", dir, listen, d.expose)
 		}
+		// The image's listeners are the manifests': the admin listener on loopback and not
+		// exposed, the metrics listener on the port Prometheus scrapes, exposed.
+		for _, name := range []string{"RESERVIST_ADMIN_LISTEN", "RESERVIST_METRICS_LISTEN"} {
+			if v, ok := s.env[name]; ok && v.Value != d.env[name] {
+				t.Errorf("%s: %s %s; the Dockerfile's is %s", dir, name, v.Value, d.env[name])
+			}
+		}
 		// Every path the image names is where the manifests put it.
 		for _, name := range []string{"RESERVIST_RULES", "RESERVIST_STATE_DIR"} {
 			if v, ok := s.env[name]; ok && v.Value != d.env[name] {
 				t.Errorf("%s: %s %s; the Dockerfile's is %s", dir, name, v.Value, d.env[name])
 			}
 		}
+	}
+}
+
+// TestDockerfileListeners: the image keeps the unauthenticated admin listener on loopback,
+// unexposed, and serves metrics on an exposed port of their own.
+func TestDockerfileListeners(t *testing.T) {
+	d := readDockerfile(t)
+	adminHost, admin := addrPort(t, "Dockerfile RESERVIST_ADMIN_LISTEN", d.env["RESERVIST_ADMIN_LISTEN"])
+	if ip := net.ParseIP(adminHost); adminHost != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		t.Errorf("Dockerfile: RESERVIST_ADMIN_LISTEN %s is not loopback: reload and the playground are unauthenticated", d.env["RESERVIST_ADMIN_LISTEN"])
+	}
+	if slices.Contains(d.expose, admin) {
+		t.Errorf("Dockerfile: EXPOSE %v has the admin port %d, which is on loopback", d.expose, admin)
+	}
+	metricsHost, metrics := addrPort(t, "Dockerfile RESERVIST_METRICS_LISTEN", d.env["RESERVIST_METRICS_LISTEN"])
+	if metricsHost != "" {
+		t.Errorf("Dockerfile: RESERVIST_METRICS_LISTEN %s; want every interface (:PORT), for Prometheus", d.env["RESERVIST_METRICS_LISTEN"])
+	}
+	if !slices.Contains(d.expose, metrics) {
+		t.Errorf("Dockerfile: EXPOSE %v lacks the metrics port %d", d.expose, metrics)
 	}
 }
 

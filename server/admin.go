@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/reservist/reservist/engine/outbox"
@@ -25,9 +26,10 @@ func handleHealthz() http.Handler {
 // its state even while it is fine, since it depends on a database outside the pod.
 type sharedOutbox interface{ Shared() bool }
 
-// handleReadyz is 200 once rules are loaded and the outbox is open. Stale rules and refused
-// REST credentials show in the body but keep it 200: synchronous answers still work.
-func handleReadyz(rs reload.Source, ob outbox.Outbox) http.Handler {
+// handleReadyz is 200 once rules are loaded and the outbox is open, until shutting down is
+// set. Stale rules and refused REST credentials show in the body but keep it 200:
+// synchronous answers still work.
+func handleReadyz(rs reload.Source, ob outbox.Outbox, shuttingDown *atomic.Bool) http.Handler {
 	type readiness struct {
 		Status string `json:"status"` // "ok" or "unavailable"
 		Rules  string `json:"rules"`  // "ok", "stale" or "not loaded"
@@ -35,6 +37,9 @@ func handleReadyz(rs reload.Source, ob outbox.Outbox) http.Handler {
 		// outbox says "ok" or "unreachable" (its database).
 		Outbox string `json:"outbox,omitempty"`
 		Twilio string `json:"twilio,omitempty"` // "unauthorized" once REST calls were refused
+		// ShuttingDown is set from SIGTERM on: callbacks are still answered during
+		// --shutdown-delay, but load balancers should send them elsewhere.
+		ShuttingDown bool `json:"shutting_down,omitempty"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, status := readiness{Status: "ok", Rules: "ok"}, http.StatusOK
@@ -59,6 +64,10 @@ func handleReadyz(rs reload.Source, ob outbox.Outbox) http.Handler {
 		}
 		if ob != nil && ob.Unauthorized() {
 			b.Twilio = "unauthorized"
+		}
+		if shuttingDown.Load() {
+			b.ShuttingDown = true
+			b.Status, status = "unavailable", http.StatusServiceUnavailable
 		}
 		respond.JSON(w, status, b)
 	})

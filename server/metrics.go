@@ -70,6 +70,19 @@ func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	return nil
 }
 
+// NewBuildInfo is reservist_build_info, always 1: which build runs, as `reservist version`
+// says (the linked or module version), the VCS revision it was built from, and the Go
+// release that built it. Register it with the other metrics.
+func NewBuildInfo(version, revision, goVersion string) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "reservist_build_info",
+		Help:        "Always 1; its labels say which build runs: version, VCS revision and the Go release that built it.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion},
+	})
+	g.Set(1)
+	return g
+}
+
 // callbackLabels are the labels of one reservist_callbacks_total series.
 type callbackLabels struct{ rule, instruction, outcome string }
 

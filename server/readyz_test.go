@@ -45,3 +45,23 @@ func TestReadinessOfASharedOutbox(t *testing.T) {
 		}
 	}
 }
+
+// From ShuttingDown on, /readyz answers 503 and says so, while callbacks are still answered.
+func TestReadinessWhileShuttingDown(t *testing.T) {
+	h := newHarness(t)
+	s := New(Options{Rules: h.rules, Outbox: h.outbox, CallbackPaths: []string{"/cb"}, AuthToken: ""})
+	srv := s.Callbacks()
+	if rec := newRecorder(srv, "GET", "/readyz"); rec.Code != 200 || rec.Body.String() != `{"status":"ok","rules":"ok"}`+"\n" {
+		t.Errorf("/readyz before ShuttingDown = %d %s; want 200 ok", rec.Code, rec.Body)
+	}
+	s.ShuttingDown()
+	if rec := newRecorder(srv, "GET", "/readyz"); rec.Code != 503 || rec.Body.String() != `{"status":"unavailable","rules":"ok","shutting_down":true}`+"\n" {
+		t.Errorf("/readyz after ShuttingDown = %d %s; want 503 with shutting_down", rec.Code, rec.Body)
+	}
+	if rec := newRecorder(srv, "GET", "/cb?"+callbackParams(`{"channel":"chat"}`).Encode()); rec.Code != 200 {
+		t.Errorf("a callback after ShuttingDown = %d %s; want 200: callbacks are answered until the drain", rec.Code, rec.Body)
+	}
+	if rec := newRecorder(srv, "GET", "/healthz"); rec.Code != 200 {
+		t.Errorf("/healthz after ShuttingDown = %d; want 200: the process still runs", rec.Code)
+	}
+}

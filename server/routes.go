@@ -16,7 +16,7 @@ import (
 func (s *Server) Callbacks() http.Handler {
 	r := newRouter(s.o.Logger)
 	r.Get("/healthz", handleHealthz().ServeHTTP)
-	r.Get("/readyz", handleReadyz(s.o.Rules, s.o.Outbox).ServeHTTP)
+	r.Get("/readyz", handleReadyz(s.o.Rules, s.o.Outbox, &s.shuttingDown).ServeHTTP)
 	direct := callbackFirst{paths: map[string]bool{}, callback: respond.Recoverer(s.o.Logger)(s.callback), router: r}
 	for _, p := range s.o.CallbackPaths {
 		r.Handle(p, s.callback) // every method: the handler answers 405 itself, in the order of checks
@@ -52,6 +52,17 @@ func (s *Server) Admin() http.Handler {
 			r.Get("/cases", pg.Cases().ServeHTTP)
 			r.Post("/case", pg.SaveCase().ServeHTTP)
 		})
+	}
+	return r
+}
+
+// Metrics is the --metrics-listen listener's handler: GET /metrics and nothing else, so that
+// Prometheus can scrape from outside while the admin listener stays on loopback. Metrics
+// hold no secrets and no attributes, so it takes requests addressed to any host.
+func (s *Server) Metrics() http.Handler {
+	r := newRouter(s.o.Logger)
+	if s.o.Gatherer != nil {
+		r.Get("/metrics", s.metricsHandler().ServeHTTP)
 	}
 	return r
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,7 +80,15 @@ type Server struct {
 	o        Options
 	callback *callback
 	events   *events
+	// shuttingDown turns /readyz to 503 while callbacks are still answered: the
+	// --shutdown-delay before the drain.
+	shuttingDown atomic.Bool
 }
+
+// ShuttingDown makes /readyz answer 503 from now on, saying "shutting_down": true, so that
+// load balancers stop sending; everything else keeps being answered until the listeners
+// drain.
+func (s *Server) ShuttingDown() { s.shuttingDown.Store(true) }
 
 // New returns the server for o.
 func New(o Options) *Server {

@@ -158,6 +158,10 @@ type Reloader struct {
 	status  Status
 	tried   string // checksum key of the content the watcher last tried; see read
 	applied uint64 // the read whose outcome serves now
+	// Since the status turned stale: when, and how many reloads have failed (for the line
+	// that says it recovered).
+	staleSince    time.Time
+	staleFailures uint64
 
 	// testHookChecked is called after each look Watch takes at the file, the first one
 	// once it watches; tests wait on it instead of sleeping.
@@ -330,6 +334,10 @@ func (r *Reloader) apply(seq uint64, reason string, data []byte, key string, err
 	r.applied = seq
 	if err != nil {
 		r.status.LastAttemptAt = now
+		if !r.status.Stale {
+			r.staleSince, r.staleFailures = now, 0
+		}
+		r.staleFailures++
 		r.status.Stale, r.status.LastError = true, err
 		r.status.Failed++
 		msg := "rules reload failed; previous rules keep serving"
@@ -359,7 +367,9 @@ func (r *Reloader) apply(seq uint64, reason string, data []byte, key string, err
 // succeeded records a successful reload; mu must be held.
 func (r *Reloader) succeeded(now time.Time, reason string) {
 	if r.status.Stale {
-		r.opts.Logger.Info("rules reload recovered: the file loads again after a failed reload", "reason", reason, "path", r.path)
+		r.opts.Logger.Info("rules reload recovered: the rules file loads again after failed reloads",
+			"reason", reason, "path", r.path, "revision", r.status.Revision,
+			"failed_reloads", r.staleFailures, "stale_seconds", now.Sub(r.staleSince).Seconds())
 	}
 	r.status.LastAttemptAt, r.status.LastSuccessAt = now, now
 	r.status.Stale, r.status.LastError = false, nil

@@ -57,7 +57,7 @@ func (r *Reloader) Watch(ctx context.Context, opts WatchOptions) error {
 			events, errs = w.Events, w.Errors
 		case opts.Poll > 0:
 			r.opts.Logger.Warn("cannot watch the rules directory; polling only",
-				"path", r.path, "poll", opts.Poll, "error", err)
+				"path", r.path, "poll_seconds", opts.Poll.Seconds(), "error", err)
 		default:
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"slices"
@@ -42,8 +43,11 @@ type Serve struct {
 	ReloadCases           []string
 	InsecureSkipSignature bool
 	LogFormat             string
-	CaptureDir            string   // "" when capture is off
-	CaptureRedact         []string // attribute keys, one per entry
+	LogLevel              slog.Level
+	MetricsListen         string        // "" when --metrics-listen is off
+	ShutdownDelay         time.Duration // readiness 503 before the drain, callbacks still answered
+	CaptureDir            string        // "" when capture is off
+	CaptureRedact         []string      // attribute keys, one per entry
 	CaptureMax            int
 
 	Credentials taskrouter.Credentials
@@ -121,6 +125,10 @@ func DeclareServe(fs *flag.FlagSet) func(getenv func(string) string) (*Serve, er
 	fs.Var(caseDirs, "reload-cases", "golden-case `directory` a new rules file must pass before it replaces the serving one; repeatable")
 	fs.BoolVar(&c.InsecureSkipSignature, "insecure-skip-signature", false, "accept unsigned callbacks on a non-loopback listener (never in production)")
 	logFormat := cli.NewChoice(fs, "log-format", "json", []string{"json", "text"}, "log format")
+	logLevel := cli.NewChoice(fs, "log-level", "info", logLevelNames, "least severe level logged; the decision log (a line per callback) is at info, so warn and error leave it out")
+	var metricsListen string
+	fs.StringVar(&metricsListen, "metrics-listen", "off", "an extra listener `address` serving only GET /metrics, so that --admin-listen can stay on loopback while Prometheus scrapes; metrics are unauthenticated but hold no secrets or attributes, so any address will do; off disables it")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep answering callbacks this long with /readyz at 503 before the drain starts, so that load balancers stop sending first; a second SIGTERM or SIGINT cuts it short")
 	fs.StringVar(&c.CaptureDir, "capture-dir", "", "write each authentic callback to this `directory` as a .form golden case (off by default)")
 	fs.Var(redact, "capture-redact", "attribute `keys` whose values capture replaces, in TaskAttributes and WorkerAttributes at any depth; comma-separated, repeatable")
 	fs.IntVar(&c.CaptureMax, "capture-max", cases.DefaultCaptureMax, "capture stops writing while --capture-dir holds this many .form files")
@@ -134,6 +142,10 @@ func DeclareServe(fs *flag.FlagSet) func(getenv func(string) string) (*Serve, er
 
 		c.CallbackPaths, c.ReloadCases = paths.Values, caseDirs.Values
 		c.LogFormat = logFormat.Value
+		c.LogLevel = logLevels[logLevel.Value]
+		if metricsListen != "off" {
+			c.MetricsListen = metricsListen
+		}
 		for _, v := range redact.Values {
 			c.CaptureRedact = append(c.CaptureRedact, cli.SplitList(v)...)
 		}
@@ -176,6 +188,14 @@ func (c *Serve) check() []error {
 		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
 			bad("--admin-listen %q: %v (or off)", c.AdminListen, err)
 		}
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			bad("--metrics-listen %q: %v (or off)", c.MetricsListen, err)
+		}
+	}
+	if c.ShutdownDelay < 0 {
+		bad("--shutdown-delay %v: must be 0 (off) or more", c.ShutdownDelay)
 	}
 	seen := map[string]bool{}
 	paths := c.CallbackPaths[:0:0]
@@ -237,6 +257,36 @@ func (c *Serve) check() []error {
 		bad("TWILIO_AUTH_TOKEN is not set, so callbacks cannot be checked for Twilio's signature, and --listen %s is not a loopback address: set TWILIO_AUTH_TOKEN (or listen on 127.0.0.1, or pass --insecure-skip-signature, never in production)", c.Listen)
 	}
 	return errs
+}
+
+// logLevelNames are --log-level's words, most verbose first.
+var logLevelNames = []string{"debug", "info", "warn", "error"}
+
+var logLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+
+// LogFormat is the --log-format that fs (parsed) and the environment give, even when the rest
+// of the configuration is wrong, so that serve can report that in the format asked for; ok
+// is false when the format itself is wrong.
+func LogFormat(fs *flag.FlagSet, getenv func(string) string) (format string, ok bool) {
+	f := fs.Lookup("log-format")
+	if f == nil {
+		return "", false
+	}
+	c, isChoice := f.Value.(*cli.Choice)
+	if !isChoice {
+		return "", false
+	}
+	if cli.Given(fs, f.Name) {
+		return c.Value, true
+	}
+	v := getenv(cli.EnvName(f.Name))
+	switch {
+	case v == "":
+		return f.DefValue, true
+	case slices.Contains(c.Allowed, v):
+		return v, true
+	}
+	return "", false
 }
 
 // isLoopback reports whether a listen address is on a loopback interface only. An empty

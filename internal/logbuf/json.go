@@ -18,17 +18,21 @@ import (
 // through a slog.JSONHandler on the same writer.
 type JSONHandler struct {
 	w        io.Writer
+	level    slog.Level
 	fallback slog.Handler
 }
 
 // NewJSONHandler returns a JSONHandler writing to w at level Info and above.
-func NewJSONHandler(w io.Writer) *JSONHandler {
-	return &JSONHandler{w: w, fallback: slog.NewJSONHandler(w, nil)}
+func NewJSONHandler(w io.Writer) *JSONHandler { return NewJSONHandlerAt(w, slog.LevelInfo) }
+
+// NewJSONHandlerAt returns a JSONHandler writing to w at level and above.
+func NewJSONHandlerAt(w io.Writer, level slog.Level) *JSONHandler {
+	return &JSONHandler{w: w, level: level, fallback: slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})}
 }
 
-// Enabled reports whether level is logged: Info and above, as slog's default.
+// Enabled reports whether level is logged: the handler's level and above.
 func (h *JSONHandler) Enabled(_ context.Context, level slog.Level) bool {
-	return level >= slog.LevelInfo
+	return level >= h.level
 }
 
 // WithAttrs returns slog's JSON handler with the attributes: such loggers are not on the

@@ -116,3 +116,14 @@ func BenchmarkJSONHandler(b *testing.B) {
 		})
 	}
 }
+
+func TestJSONHandlerAt(t *testing.T) {
+	h := NewJSONHandlerAt(io.Discard, slog.LevelWarn)
+	if h.Enabled(context.Background(), slog.LevelInfo) || !h.Enabled(context.Background(), slog.LevelWarn) {
+		t.Error("NewJSONHandlerAt(warn): Enabled(info) or not Enabled(warn); want warn and above only")
+	}
+	// Handlers made by WithAttrs keep the level.
+	if h.WithAttrs([]slog.Attr{slog.String("k", "v")}).Enabled(context.Background(), slog.LevelInfo) {
+		t.Error("NewJSONHandlerAt(warn).WithAttrs: Enabled(info) = true; want false")
+	}
+}

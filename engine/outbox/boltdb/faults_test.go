@@ -315,7 +315,8 @@ func TestFailingTaskRouterIsProbed(t *testing.T) {
 		h.put(h.action(uint64(n + 1)))
 	}
 	h.run()
-	waitFor(t, "every action to be abandoned at its deadline", func() bool { return ob.Depth() == 0 })
+	// The count comes after the outcome is kept: wait for both.
+	waitFor(t, "every action to be abandoned at its deadline", func() bool { return ob.Depth() == 0 && h.calls("abandoned") == 200 })
 	// 120 s of deadline: a few failures open the breaker, then probes at cooldowns of 1, 2,
 	// 4, … up to 30 s; never one call per action per backoff.
 	if n := calls.Load(); n > 40 {

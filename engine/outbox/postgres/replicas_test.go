@@ -283,7 +283,8 @@ func TestReplicaGoneWithADelayedAction(t *testing.T) {
 
 // A replica killed while its REST call is in flight (the fake TaskRouter holds it): the
 // other replica sends it again within 30 s. The fake carries the cut-off call out all the
-// same, as TaskRouter may, so that the second call is refused as no longer pending.
+// same, as TaskRouter may, so that the second call is refused as no longer pending, which
+// ends the action as superseded.
 func TestReplicaKilledMidCall(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, "")
@@ -312,10 +313,10 @@ func TestReplicaKilledMidCall(t *testing.T) {
 		t.Errorf("the second call is for %s, want %s", reqs[1].ReservationSid, sid)
 	}
 	eventually(t, 10*time.Second, "the survivor's log of the refusal", func() bool {
-		return len(survivor.Log.Records("outbox action failed")) == 1
+		return len(survivor.Log.Records("outbox action superseded")) == 1
 	})
-	if rec := survivor.Log.Records("outbox action failed")[0]; rec["twilio_code"] != float64(20001) {
-		t.Errorf("the second call's refusal: %v, want Twilio's not-pending 20001", rec)
+	if rec := survivor.Log.Records("outbox action superseded")[0]; rec["twilio_code"] != float64(20001) || rec["level"] != "INFO" {
+		t.Errorf("the second call's refusal: %v, want Twilio's not-pending 20001, superseded at info", rec)
 	}
 	// The survivor's rescue pass took the job back, or River's own rescuer did when its
 	// pass on the leader came first (the job is rescued once either way).

@@ -87,8 +87,9 @@ WHERE id = $1 AND state = 'running'`
 // the log line of each action it ends are this replica's; an action marked in flight on
 // another replica is counted there, if it ends superseded.
 //
-// Cost: one UPDATE, whose rows River's GIN index on args finds; a few milliseconds
-// whatever the outbox holds (docs/outbox.md has the measurement).
+// Cost: one UPDATE, whose rows River's GIN index on args finds once autovacuum has moved
+// new jobs into it; before that the planner may scan the outbox's rows (docs/outbox.md and
+// BenchmarkSupersede have the measurements).
 func (o *Outbox) Supersede(ctx context.Context, s outbox.Supersession) (int, error) {
 	if err := s.Validate(); err != nil {
 		return 0, err
