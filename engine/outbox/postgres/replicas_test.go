@@ -425,7 +425,8 @@ func TestReplicaDatabaseAtStart(t *testing.T) {
 	if code := refused.Wait(t, 30*time.Second); code != 3 {
 		t.Errorf("with a database that does not exist reservist exited %d, want 3", code)
 	}
-	if !strings.Contains(refused.Log.String(), `database "no_such_database" does not exist`) {
+	// The start-up failure is a JSON log line, so the quotes of PostgreSQL's message are escaped.
+	if !strings.Contains(refused.Log.String(), `database \"no_such_database\" does not exist`) {
 		t.Errorf("the exit does not say why:\n%s", refused.Log)
 	}
 }
