@@ -117,6 +117,9 @@ type Server struct {
 	changed      chan struct{} // closed and replaced on every new request
 	inFlight     int
 	maxInFlight  int
+
+	wfOnce sync.Once
+	wf     *workflows // the Workflows resource (workflows.go)
 }
 
 // NewServer starts a fake TaskRouter. Close it when done.
@@ -365,6 +368,9 @@ func (s *Server) authorized(user, pass string, ok bool) bool {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	if s.serveWorkflow(w, req) {
+		return
+	}
 	user, pass, hasAuth := req.BasicAuth()
 	rt, pathOK, sidsOK := parsePath(req.URL.Path)
 
