@@ -36,6 +36,8 @@ type workflows struct {
 	faults   map[string][]Fault  // by Workflow SID; "" = any
 	requests []Request
 	changed  chan struct{} // closed and replaced on every answered request
+	inFlight int
+	maxIn    int
 }
 
 var workflowSidRE = regexp.MustCompile(`^WW[0-9a-fA-F]{32}$`)
@@ -83,6 +85,15 @@ func (s *Server) WorkflowRequests() []Request {
 	return append([]Request(nil), w.requests...)
 }
 
+// MaxWorkflowsInFlight is the largest number of Workflow requests the fake
+// was answering at once.
+func (s *Server) MaxWorkflowsInFlight() int {
+	w := s.workflows()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.maxIn
+}
+
 // WaitWorkflowRequests blocks until at least n Workflow requests have been
 // answered, or until done is closed, and returns the requests so far.
 func (s *Server) WaitWorkflowRequests(done <-chan struct{}, n int) []Request {
@@ -128,6 +139,8 @@ func (s *Server) serveWorkflow(w http.ResponseWriter, req *http.Request) bool {
 	wfs.mu.Lock()
 	idx := len(wfs.requests)
 	wfs.requests = append(wfs.requests, Request{Method: req.Method, Path: req.URL.Path, User: user, Time: time.Now()})
+	wfs.inFlight++
+	wfs.maxIn = max(wfs.maxIn, wfs.inFlight)
 	wfs.mu.Unlock()
 	// finish records the answer once; a drop records it before the connection
 	// is closed, so that a client that has seen the error sees it here too.
@@ -140,6 +153,7 @@ func (s *Server) serveWorkflow(w http.ResponseWriter, req *http.Request) bool {
 		}
 		finished = true
 		wfs.requests[idx].Status = status
+		wfs.inFlight--
 		close(wfs.changed)
 		wfs.changed = make(chan struct{})
 	}
