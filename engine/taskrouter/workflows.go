@@ -62,7 +62,7 @@ type TimeoutsConfig struct {
 	WarnEvery time.Duration
 	// Logger says what is learned and what fails; default discards it.
 	Logger *slog.Logger
-	// Now is the clock; default time.Now.
+	// Now is the clock of the fetches; default time.Now.
 	Now func() time.Time
 }
 
@@ -168,17 +168,17 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// ReservationTimeout is the TaskReservationTimeout of the Workflow a callback names, as
-// the callback names it: the Workflow's own once it is known, else the fallback. A Workflow
-// not known, or known for longer than the refresh time, has one fetch started in the
-// background — only for valid Workspace and Workflow SIDs of the configured account, since
-// they come from the callback. It never waits for the fetch.
-func (t *Timeouts) ReservationTimeout(accountSid, workspaceSid, workflowSid string) time.Duration {
+// ReservationTimeout is the TaskReservationTimeout of the Workflow a callback that arrived
+// at now names, as the callback names it: the Workflow's own once it is known, else the
+// fallback. A Workflow not known, or known for longer than the refresh time, has one fetch
+// started in the background — only for valid Workspace and Workflow SIDs of the configured
+// account, since they come from the callback. It never waits for the fetch. now is the
+// caller's, who has read the clock already: reading it again would be half the cost.
+func (t *Timeouts) ReservationTimeout(now time.Time, accountSid, workspaceSid, workflowSid string) time.Duration {
 	if t.api == nil || accountSid != t.account {
 		return t.fallback
 	}
 	k := workflowKey{workspaceSid, workflowSid}
-	now := t.now()
 	t.mu.RLock()
 	e := t.entries[k]
 	var d time.Duration

@@ -91,7 +91,7 @@ func newRig(t *testing.T, cfg taskrouter.TimeoutsConfig) *rig {
 
 // of is the timeout of Workflow n as a callback of the fake's account names it.
 func (r *rig) of(n uint64) time.Duration {
-	return r.ReservationTimeout(r.fake.AccountSid, ws, wfSid(n))
+	return r.ReservationTimeout(r.clock.Now(), r.fake.AccountSid, ws, wfSid(n))
 }
 
 // workflow gives the fake Workflow n with a timeout in seconds.
@@ -386,7 +386,7 @@ func TestTimeoutsInvalidSidsNotFetched(t *testing.T) {
 		{acct, ws, "../../Workers/" + wfSid(1)},
 		{acct, ws + "/Tasks/x", wfSid(1)},
 	} {
-		if got := r.ReservationTimeout(c.account, c.workspace, c.workflow); got != fallback {
+		if got := r.ReservationTimeout(r.clock.Now(), c.account, c.workspace, c.workflow); got != fallback {
 			t.Errorf("ReservationTimeout(%q, %q, %q) = %v; want the fallback", c.account, c.workspace, c.workflow, got)
 		}
 	}
@@ -398,7 +398,7 @@ func TestTimeoutsInvalidSidsNotFetched(t *testing.T) {
 	// Upper-case hex is a valid SID too.
 	upper := "WW" + strings.Repeat("AB", 16)
 	r.fake.SetWorkflow(taskroutertest.Workflow{Sid: upper, WorkspaceSid: ws, TaskReservationTimeout: 7})
-	testkit.Eventually(t, "the upper-case Workflow to be learned", func() bool { return r.ReservationTimeout(acct, ws, upper) == 7*time.Second })
+	testkit.Eventually(t, "the upper-case Workflow to be learned", func() bool { return r.ReservationTimeout(r.clock.Now(), acct, ws, upper) == 7*time.Second })
 }
 
 // Without REST credentials nothing is fetched: every Workflow has the fallback.
@@ -410,7 +410,7 @@ func TestTimeoutsWithoutCredentials(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tm.Run(ctx) }()
-	if got := tm.ReservationTimeout(taskroutertest.DefaultAccountSid, ws, wfSid(1)); got != 90*time.Second {
+	if got := tm.ReservationTimeout(time.Now(), taskroutertest.DefaultAccountSid, ws, wfSid(1)); got != 90*time.Second {
 		t.Errorf("ReservationTimeout = %v; want the fallback 90s", got)
 	}
 	cancel()
@@ -496,13 +496,13 @@ func BenchmarkTimeoutsHit(b *testing.B) {
 	defer cancel()
 	go tm.Run(ctx)
 	testkit.Eventually(b, "the workflow to be learned", func() bool {
-		return tm.ReservationTimeout(fake.AccountSid, ws, wfSid(1)) == 300*time.Second
+		return tm.ReservationTimeout(time.Now(), fake.AccountSid, ws, wfSid(1)) == 300*time.Second
 	})
-	acct, wf := fake.AccountSid, wfSid(1)
+	acct, wf, now := fake.AccountSid, wfSid(1), time.Now()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if tm.ReservationTimeout(acct, ws, wf) != 300*time.Second {
+			if tm.ReservationTimeout(now, acct, ws, wf) != 300*time.Second {
 				b.Fatal("not a hit")
 			}
 		}
