@@ -1,11 +1,13 @@
 package taskrouter
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,6 +91,7 @@ type Timeouts struct {
 
 	mu      sync.RWMutex
 	entries map[workflowKey]*workflowEntry
+	order   *list.List // of workflowKey, the least recently fetched first
 
 	fetched *prometheus.CounterVec
 	known   prometheus.GaugeFunc
@@ -101,7 +104,7 @@ type workflowKey struct{ workspace, workflow string }
 type workflowEntry struct {
 	timeout  time.Duration // 0 until learned
 	next     time.Time     // when a callback may start the next fetch
-	touched  time.Time     // when the last fetch started: the least recent goes first
+	el       *list.Element // its place in Timeouts.order
 	failures int           // failed fetches in a row
 	pending  bool          // a fetch is queued or in flight
 }
@@ -126,6 +129,7 @@ func NewTimeouts(cfg TimeoutsConfig) (*Timeouts, error) {
 		warns:       sampler{every: orDefault(cfg.WarnEvery, DefaultWarnEvery)},
 		queue:       make(chan workflowKey, fetchQueue),
 		entries:     make(map[workflowKey]*workflowEntry),
+		order:       list.New(),
 		fetched: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reservist_workflow_fetches_total",
 			Help: "Fetches of a Workflow's TaskReservationTimeout from TaskRouter, by result (ok, error).",
@@ -175,7 +179,7 @@ func orDefault(d, def time.Duration) time.Duration {
 // account, since they come from the callback. It never waits for the fetch. now is the
 // caller's, who has read the clock already: reading it again would be half the cost.
 func (t *Timeouts) ReservationTimeout(now time.Time, accountSid, workspaceSid, workflowSid string) time.Duration {
-	if t.api == nil || accountSid != t.account {
+	if t.api == nil || (accountSid != t.account && !strings.EqualFold(accountSid, t.account)) {
 		return t.fallback
 	}
 	k := workflowKey{workspaceSid, workflowSid}
@@ -197,7 +201,8 @@ func (t *Timeouts) ReservationTimeout(now time.Time, accountSid, workspaceSid, w
 }
 
 // start queues a fetch of k unless one is pending or not yet due; a new k is checked by
-// shape and takes the place of the least recently fetched Workflow when the cache is full.
+// shape and takes the place of the least recently fetched Workflow when the cache is full
+// (one never fetched counts as fetched when it was first seen).
 func (t *Timeouts) start(k workflowKey, isNew bool, now time.Time) {
 	if isNew && (!outbox.ValidSid("WS", k.workspace) || !outbox.ValidSid("WW", k.workflow)) {
 		return
@@ -209,7 +214,7 @@ func (t *Timeouts) start(k workflowKey, isNew bool, now time.Time) {
 		if len(t.entries) >= t.max && !t.evict() {
 			return
 		}
-		e = &workflowEntry{}
+		e = &workflowEntry{el: t.order.PushBack(k)}
 		t.entries[k] = e
 	}
 	if e.pending || now.Before(e.next) {
@@ -217,28 +222,26 @@ func (t *Timeouts) start(k workflowKey, isNew bool, now time.Time) {
 	}
 	select {
 	case t.queue <- k:
-		e.pending, e.touched = true, now
+		e.pending = true
+		t.order.MoveToBack(e.el)
 	default:
 		// Every fetcher is busy and the queue full: a later callback tries again.
 	}
 }
 
 // evict forgets the Workflow fetched least recently that has no fetch pending, to make
-// room; the caller holds t.mu. It scans the cache, which only a new Workflow at the bound
-// makes it do.
+// room; the caller holds t.mu. The pending ones, which it passes over, are at most the
+// queue and the fetchers.
 func (t *Timeouts) evict() bool {
-	var oldest workflowKey
-	var at time.Time
-	found := false
-	for k, e := range t.entries {
-		if !e.pending && (!found || e.touched.Before(at)) {
-			oldest, at, found = k, e.touched, true
+	for el := t.order.Front(); el != nil; el = el.Next() {
+		k := el.Value.(workflowKey)
+		if !t.entries[k].pending {
+			t.order.Remove(el)
+			delete(t.entries, k)
+			return true
 		}
 	}
-	if found {
-		delete(t.entries, oldest)
-	}
-	return found
+	return false
 }
 
 // Known is how many Workflows' timeouts are known.

@@ -508,3 +508,28 @@ func BenchmarkTimeoutsHit(b *testing.B) {
 		}
 	})
 }
+
+// The worst lookup a callback can make: a Workflow never seen, with the cache full (one is
+// evicted) and the fetch queue full (no fetch starts).
+func BenchmarkTimeoutsMissAtBound(b *testing.B) {
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	tm, err := taskrouter.NewTimeouts(taskrouter.TimeoutsConfig{Fallback: fallback, BaseURL: gone.URL,
+		Credentials: taskrouter.Credentials{AccountSid: taskroutertest.DefaultAccountSid, AuthToken: taskroutertest.DefaultAuthToken}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// No Run: nothing takes from the queue.
+	sids := make([]string, 4*taskrouter.DefaultMaxWorkflows)
+	for i := range sids {
+		sids[i] = wfSid(uint64(i + 1))
+	}
+	now := time.Now()
+	for _, sid := range sids[:taskrouter.DefaultMaxWorkflows] {
+		tm.ReservationTimeout(now, taskroutertest.DefaultAccountSid, ws, sid)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		tm.ReservationTimeout(now, taskroutertest.DefaultAccountSid, ws, sids[taskrouter.DefaultMaxWorkflows+i%(3*taskrouter.DefaultMaxWorkflows)])
+	}
+}

@@ -1,5 +1,6 @@
 // Package taskroutertest runs a fake Twilio TaskRouter Reservations API for
-// tests, in the manner of net/http/httptest.
+// tests, in the manner of net/http/httptest, with the Workflows a test sets
+// (workflows.go) to fetch.
 //
 // The fake is deliberately strict: it checks HTTP Basic credentials, path SID
 // patterns, the form encoding, every parameter name and enum value of the
