@@ -148,6 +148,7 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 		rl        *reload.Reloader
 		ob        outbox.Outbox
 		tracker   *outcomes.Tracker // nil with --events-path off: no outcomes to count
+		timeouts  *taskrouter.Timeouts
 		bench     workbench
 		callbacks = httpServer(cfg.ResponseBudget, callbackIdleTimeout, server.NewConns("callback", callbackMaxConns, conns), logger)
 		admin     = httpServer(0, adminIdleTimeout, server.NewConns("admin", adminMaxConns, conns), logger)
@@ -221,6 +222,21 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 			},
 		},
 		component{
+			// Before the callbacks, which ask it for each Workflow's timeout; its fetches
+			// end when they have drained.
+			name: "workflow timeouts",
+			// Without REST credentials it fetches nothing: --reservation-timeout for all.
+			open: func() (err error) {
+				timeouts, err = taskrouter.NewTimeouts(taskrouter.TimeoutsConfig{Credentials: cfg.Credentials,
+					BaseURL: cfg.TwilioBaseURL, Fallback: cfg.ReservationTimeout, Logger: logger})
+				if err != nil {
+					return cli.Exit(cli.Usage, err)
+				}
+				return timeouts.Register(reg)
+			},
+			run: func(ctx context.Context) error { return timeouts.Run(ctx) },
+		},
+		component{
 			name: "rules watcher",
 			run: func(ctx context.Context) error {
 				err := rl.Watch(ctx, reload.WatchOptions{Poll: cfg.ReloadPoll, Ready: watched})
@@ -292,6 +308,7 @@ func runServe(ctx context.Context, cfg *config.Serve, stderr io.Writer, h hooks)
 					PublicURL:          cfg.PublicURL,
 					ResponseBudget:     cfg.ResponseBudget,
 					ReservationTimeout: cfg.ReservationTimeout,
+					Timeouts:           timeouts,
 					Logger:             logger,
 					DecisionLog:        decisions,
 					Metrics:            metrics,

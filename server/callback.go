@@ -50,6 +50,15 @@ var errNoOutbox = errors.New("no outbox")
 // when there is no budget to bound it: past TaskRouter's own 5 seconds nothing waits for it.
 const lateStoreWait = 5 * time.Second
 
+// Timeouts knows the TaskReservationTimeout of each Workflow (engine/taskrouter.Timeouts).
+// It is asked once per decision that goes by REST, on the callback's goroutine, so it must
+// answer at once.
+type Timeouts interface {
+	// ReservationTimeout is the timeout of the Workflow a callback that arrived at now
+	// names, as its AccountSid, WorkspaceSid and WorkflowSid parameters name it.
+	ReservationTimeout(now time.Time, accountSid, workspaceSid, workflowSid string) time.Duration
+}
+
 // callback answers assignment callbacks: checks the request in the documented order
 // (method, size, form, signature), decides it, and answers or hands the decision to the
 // outbox.
@@ -60,6 +69,7 @@ type callback struct {
 	public    *url.URL
 	budget    time.Duration
 	timeout   time.Duration
+	timeouts  Timeouts // nil: timeout for every Workflow
 	log       *slog.Logger
 	decisions *slog.Logger
 	// decisionsJSON is decisions' handler when it is logbuf's JSON handler.
@@ -82,6 +92,7 @@ func newCallback(o Options) *callback {
 		public:       o.PublicURL,
 		budget:       o.ResponseBudget,
 		timeout:      o.ReservationTimeout,
+		timeouts:     o.Timeouts,
 		log:          o.Logger,
 		decisions:    o.DecisionLog,
 		metrics:      o.Metrics,
@@ -125,9 +136,9 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.reportProblems(d)
 	var res result
 	if late {
-		res = c.handOver(d, received)
+		res = c.handOver(d, params, received)
 	} else {
-		res = c.answer(w, d, received)
+		res = c.answer(w, d, params, received)
 		answeredAt = time.Now()
 	}
 	c.record(d, res, answeredAt.Sub(received))
@@ -148,7 +159,7 @@ type result struct {
 
 // answer answers a decision that is ready in time: the instruction, or {} once the outbox
 // has stored what goes by REST.
-func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received time.Time) result {
+func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, params url.Values, received time.Time) result {
 	res := result{via: d.Via(), outcome: OutcomeAnswered}
 	switch {
 	case !d.REST():
@@ -160,7 +171,7 @@ func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received ti
 		// The response budget bounds the whole answer, the store's commit included: a
 		// store that cannot commit in time is an outbox that cannot be written.
 		ctx, cancel := c.storeContext(received)
-		queued, err := c.put(ctx, d, received)
+		queued, err := c.put(ctx, d, params, received)
 		cancel()
 		switch {
 		case err == nil:
@@ -189,7 +200,7 @@ func (c *callback) answer(w http.ResponseWriter, d *engine.Decision, received ti
 
 // handOver gives the outbox a decision that missed the response budget: {} is answered
 // already.
-func (c *callback) handOver(d *engine.Decision, received time.Time) result {
+func (c *callback) handOver(d *engine.Decision, params url.Values, received time.Time) result {
 	res := result{via: rules.REST, outcome: OutcomeDeferred}
 	if d.Rule == "on_error" {
 		res.outcome = OutcomeOnError
@@ -203,7 +214,7 @@ func (c *callback) handOver(d *engine.Decision, received time.Time) result {
 			wait = lateStoreWait
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		queued, err := c.put(ctx, d, received)
+		queued, err := c.put(ctx, d, params, received)
 		cancel()
 		if err != nil {
 			c.log.LogAttrs(context.Background(), slog.LevelError, "decision lost: it missed the response budget and the outbox refused it",
@@ -424,12 +435,17 @@ func (c *callback) storeContext(received time.Time) (context.Context, context.Ca
 // put hands a decision to the outbox. One whose SIDs are missing or of the wrong shape
 // cannot go by REST, which is the same for the callback as an outbox that cannot store it:
 // TaskRouter always sends them, so only a hand-made callback lacks them, and the check by
-// shape keeps an oversized value from ever reaching the store (docs/http.md).
-func (c *callback) put(ctx context.Context, d *engine.Decision, received time.Time) (queued bool, err error) {
+// shape keeps an oversized value from ever reaching the store (docs/http.md). The action's
+// deadline is the timeout of the Workflow the callback's params name, after the callback.
+func (c *callback) put(ctx context.Context, d *engine.Decision, params url.Values, received time.Time) (queued bool, err error) {
 	if c.outbox == nil {
 		return false, errNoOutbox
 	}
-	a := d.Outbox(received, c.timeout)
+	timeout := c.timeout
+	if c.timeouts != nil {
+		timeout = c.timeouts.ReservationTimeout(received, params.Get(engine.ParamAccountSid), d.WorkspaceSid, d.WorkflowSid)
+	}
+	a := d.Outbox(received, timeout)
 	a.Private = privateParams(d.Action)
 	if err := a.Validate(); err != nil {
 		return false, err

@@ -53,6 +53,9 @@ type Options struct {
 	// ReservationTimeout is the Workflow's TaskReservationTimeout: REST actions are
 	// abandoned after it.
 	ReservationTimeout time.Duration
+	// Timeouts, when set, says each Workflow's own TaskReservationTimeout, which replaces
+	// ReservationTimeout for the REST actions of the callbacks that name the Workflow.
+	Timeouts Timeouts
 
 	Logger      *slog.Logger // operations: refused callbacks, outbox failures
 	DecisionLog *slog.Logger // one line per decided callback

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twilio/twilio-go"
 	"github.com/twilio/twilio-go/client"
 	trv1 "github.com/twilio/twilio-go/rest/taskrouter/v1"
 
@@ -40,8 +39,9 @@ type Config struct {
 // Sender carries actions out with twilio-go's UpdateTaskReservation. One client serves every
 // call; it is safe for concurrent use.
 type Sender struct {
-	api     *trv1.ApiService
-	timeout time.Duration
+	api       *trv1.ApiService
+	transport *transport // names the URL calls go to in their errors
+	timeout   time.Duration
 
 	// calls holds what the transport learns about each call in flight, by ReservationSid:
 	// twilio-go takes no context and its error type drops the status and Retry-After. The
@@ -58,39 +58,15 @@ type call struct {
 
 // NewSender checks cfg and returns a sender. It never logs or returns the token or secret.
 func NewSender(cfg Config) (*Sender, error) {
-	user, pass, err := cfg.Credentials.basicAuth()
-	if err != nil {
-		return nil, err
-	}
-	base := cfg.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("--twilio-base-url %q: must be http(s)://host[:port][/path]", base)
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
 	s := &Sender{timeout: cfg.Timeout}
 	if s.timeout <= 0 {
 		s.timeout = DefaultTimeout
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = 32 // a connection per concurrent call instead of the default two
-	c := &client.Client{
-		Credentials: client.NewCredentials(user, pass),
-		HTTPClient: &http.Client{
-			// No Timeout here: it would hold a timer and a goroutine for the whole timeout
-			// on every error answer, whose body twilio-go never closes. Each call's context
-			// bounds it instead, and is released when Send returns.
-			Transport: &transport{base: t, target: u, calls: &s.calls},
-			// A redirect is a misconfigured base URL: report it, do not re-post the form
-			// somewhere else.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+	api, tr, err := restAPI(cfg.Credentials, cfg.BaseURL, &s.calls)
+	if err != nil {
+		return nil, err
 	}
-	c.SetAccountSid(cfg.Credentials.AccountSid)
-	s.api = twilio.NewRestClientWithParams(twilio.ClientParams{Client: c}).TaskrouterV1
+	s.api, s.transport = api, tr
 	return s, nil
 }
 
@@ -120,7 +96,7 @@ func (s *Sender) Send(ctx context.Context, a outbox.Action) error {
 	case c.status == 0 && err == nil:
 		return errors.New("update reservation: no response")
 	case c.status == 0:
-		return fmt.Errorf("update reservation %s: %w", a.ReservationSid, err)
+		return fmt.Errorf("update reservation %s: %w", a.ReservationSid, s.transport.named(err))
 	}
 	he := &outbox.HTTPError{StatusCode: c.status, RetryAfter: parseRetryAfter(c.retryAfter, time.Now())}
 	var te *client.TwilioRestError
@@ -128,7 +104,7 @@ func (s *Sender) Send(ctx context.Context, a outbox.Action) error {
 	case errors.As(err, &te):
 		he.Code, he.Message, he.MoreInfo = te.Code, te.Message, te.MoreInfo
 	case err != nil:
-		he.Message = err.Error()
+		he.Message = s.transport.named(err).Error()
 	default:
 		he.Message = http.StatusText(c.status)
 	}

@@ -1,5 +1,6 @@
 // Package taskroutertest runs a fake Twilio TaskRouter Reservations API for
-// tests, in the manner of net/http/httptest.
+// tests, in the manner of net/http/httptest, with the Workflows a test sets
+// (workflows.go) to fetch.
 //
 // The fake is deliberately strict: it checks HTTP Basic credentials, path SID
 // patterns, the form encoding, every parameter name and enum value of the
@@ -123,6 +124,9 @@ type Server struct {
 	events      []SentEvent
 	eventClient *http.Client
 	emitting    sync.WaitGroup
+
+	wfOnce sync.Once
+	wf     *workflows // the Workflows resource (workflows.go)
 }
 
 // NewServer starts a fake TaskRouter. Close it when done.
@@ -376,6 +380,9 @@ func (s *Server) authorized(user, pass string, ok bool) bool {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	if s.serveWorkflow(w, req) {
+		return
+	}
 	user, pass, hasAuth := req.BasicAuth()
 	rt, pathOK, sidsOK := parsePath(req.URL.Path)
 
