@@ -424,7 +424,8 @@ func TestReplicaDatabaseAtStart(t *testing.T) {
 	if code := refused.Wait(t, 30*time.Second); code != 3 {
 		t.Errorf("with a database that does not exist reservist exited %d, want 3", code)
 	}
-	if !strings.Contains(refused.Log.String(), `database "no_such_database" does not exist`) {
+	// The reason is a JSON log line, as start-up failures follow --log-format.
+	if !strings.Contains(refused.Log.String(), `database \"no_such_database\" does not exist`) {
 		t.Errorf("the exit does not say why:\n%s", refused.Log)
 	}
 }
