@@ -117,7 +117,7 @@ func DeclareServe(fs *flag.FlagSet) func(getenv func(string) string) (*Serve, er
 	fs.StringVar(&publicURL, "public-url", "", "scheme://host[:port] `URL` TaskRouter uses to reach reservist, for signature checks behind proxies (default: the request's own)")
 	fs.StringVar(&c.StateDir, "state-dir", ".reservist", "`directory` where the REST outbox keeps pending actions (created if missing)")
 	fs.StringVar(&c.Outbox, "outbox", OutboxBbolt, "where pending REST actions are kept: bbolt (a file in --state-dir) or a PostgreSQL `URL` postgres://… that every replica naming it shares; libpq's PG* variables (PGPASSWORD, PGSSLMODE, …) fill in what the URL leaves out")
-	fs.DurationVar(&c.ReservationTimeout, "reservation-timeout", DefaultReservationTimeout, "the Workflow's TaskReservationTimeout: REST actions are abandoned after it")
+	fs.DurationVar(&c.ReservationTimeout, "reservation-timeout", DefaultReservationTimeout, "the reservation timeout until a Workflow's own TaskReservationTimeout is known (always without REST credentials): REST actions are abandoned after it")
 	fs.DurationVar(&c.ResponseBudget, "response-budget", 3*time.Second, "longest a callback may take before reservist answers {} and finishes by REST")
 	fs.IntVar(&c.RESTConcurrency, "rest-concurrency", outbox.DefaultConcurrency, "REST calls in flight at once")
 	fs.StringVar(&c.TwilioBaseURL, "twilio-base-url", taskrouter.DefaultBaseURL, "`URL` where REST calls go (tests, egress proxies)")
