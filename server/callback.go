@@ -286,18 +286,7 @@ func (c *callback) params(r *http.Request) (url.Values, error) {
 	default:
 		return nil, errMethod
 	}
-	body, err := readBody(r)
-	if err != nil {
-		return nil, err
-	}
-	if !isForm(r.Header.Get("Content-Type")) {
-		return nil, errNotForm
-	}
-	form, err := parseForm(body)
-	if err != nil {
-		return nil, errBadForm
-	}
-	return form, nil
+	return postForm(r)
 }
 
 // readBody reads a POST's body, refusing one over MaxBody. A body with a Content-Length (as
@@ -546,4 +535,21 @@ func logSid(key, prefix, s string) slog.Attr {
 		return slog.String(key, s)
 	}
 	return slog.String(key, "not a SID ("+strconv.Itoa(len(s))+" bytes): "+strconv.QuoteToASCII(clip(s, 40)))
+}
+
+// postForm reads a POST's form body, for callbacks and Event callbacks alike: its size, its
+// content type, then the form.
+func postForm(r *http.Request) (url.Values, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if !isForm(r.Header.Get("Content-Type")) {
+		return nil, errNotForm
+	}
+	form, err := parseForm(body)
+	if err != nil {
+		return nil, errBadForm
+	}
+	return form, nil
 }

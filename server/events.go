@@ -167,18 +167,7 @@ func (e *events) params(r *http.Request) (url.Values, error) {
 	if r.Method != http.MethodPost {
 		return nil, errEventsMethod
 	}
-	body, err := readBody(r)
-	if err != nil {
-		return nil, err
-	}
-	if !isForm(r.Header.Get("Content-Type")) {
-		return nil, errNotForm
-	}
-	form, err := parseForm(body)
-	if err != nil {
-		return nil, errBadForm
-	}
-	return form, nil
+	return postForm(r)
 }
 
 // logForbidden says which URL an event's signature was checked against, as a callback's
