@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -162,8 +163,22 @@ func TestOutboxTimes(t *testing.T) {
 }
 
 // open() costs a callback no allocation: a rule that tests a schedule allocates as much as
-// one with a constant condition.
+// one with a constant condition. The mean is taken over many runs and compared with half an
+// allocation to spare: under the race detector sync.Pool drops a quarter of what is put back,
+// so the VM the engine pools is sometimes made afresh, as often for one rule as for the other,
+// while an allocation in open() would cost three a callback here.
 func TestOpenAllocatesNothing(t *testing.T) {
+	const runs = 2000
+	mean := func(f func()) float64 {
+		f()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range runs {
+			f()
+		}
+		runtime.ReadMemStats(&after)
+		return float64(after.Mallocs-before.Mallocs) / runs
+	}
 	decide := func(when string) float64 {
 		set, err := rules.Parse("f.yaml", []byte("version: 1\nschedules:\n  s:\n    timezone: Europe/London\n    hours: {daily: \"22:00-06:00\"}\n    closed: [2026-12-25]\nrules:\n  - name: r\n    when: '"+when+"'\n    do: accept\n"))
 		if err != nil {
@@ -174,10 +189,11 @@ func TestOpenAllocatesNothing(t *testing.T) {
 		if d := e.Decide(p, time.Time{}); d.Err != nil {
 			t.Fatal(d.Err)
 		}
-		return testing.AllocsPerRun(200, func() { e.Decide(p, time.Time{}) })
+		return mean(func() { e.Decide(p, time.Time{}) })
 	}
 	withOpen, without := decide(`open("s") && open("s") && !open("s")`), decide(`1 == 2`)
-	if withOpen > without {
+	t.Logf("mean allocations a callback: %.3f with open(), %.3f without", withOpen, without)
+	if withOpen > without+0.5 {
 		t.Errorf("Decide allocates %v times with open() and %v without; want no more", withOpen, without)
 	}
 }
