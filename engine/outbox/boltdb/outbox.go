@@ -80,11 +80,9 @@ type Outbox struct {
 	byTask     map[string]map[string]*entry
 	queue      queue     // pending entries not in flight, soonest first
 	unrecorded []outcome // outcomes the store failed to record, to record again
-	closed     bool
-	running    bool
-	stop       context.CancelFunc // stops the current Run
-	stopped    chan struct{}      // closed when the current Run has returned
 	lastGC     time.Time
+
+	life outbox.Lifecycle
 }
 
 var _ outbox.Outbox = (*Outbox)(nil)
@@ -184,10 +182,7 @@ func (o *Outbox) Put(ctx context.Context, a outbox.Action) (queued bool, err err
 	if err := a.Validate(); err != nil {
 		return false, err
 	}
-	o.mu.Lock()
-	closed := o.closed
-	o.mu.Unlock()
-	if closed {
+	if o.life.Closed() {
 		return false, outbox.ErrClosed
 	}
 	now := o.clock.Now()
@@ -247,11 +242,10 @@ func (o *Outbox) Supersede(ctx context.Context, s outbox.Supersession) (int, err
 	if err := s.Validate(); err != nil {
 		return 0, err
 	}
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
+	if o.life.Closed() {
 		return 0, outbox.ErrClosed
 	}
+	o.mu.Lock()
 	var named []*entry
 	if s.ReservationSid != "" {
 		if e := o.pending[s.ReservationSid]; e != nil {
@@ -319,10 +313,7 @@ func (o *Outbox) Depth() int {
 
 // Ready is nil while the outbox is open and its store works.
 func (o *Outbox) Ready() error {
-	o.mu.Lock()
-	closed := o.closed
-	o.mu.Unlock()
-	if closed {
+	if o.life.Closed() {
 		return outbox.ErrClosed
 	}
 	return o.health.Err()
@@ -337,26 +328,11 @@ func (o *Outbox) Unauthorized() bool { return o.carrier.Unauthorized() }
 // and stay pending; sending one again later is harmless, as TaskRouter refuses a second
 // update of a reservation that is no longer pending.
 func (o *Outbox) Run(ctx context.Context) error {
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return outbox.ErrClosed
+	ctx, end, err := o.life.Begin(ctx)
+	if err != nil {
+		return err
 	}
-	if o.running {
-		o.mu.Unlock()
-		return errors.New("outbox: already running")
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	stopped := make(chan struct{})
-	o.running, o.stop, o.stopped = true, cancel, stopped
-	o.mu.Unlock()
-	defer func() {
-		cancel()
-		o.mu.Lock()
-		o.running = false
-		o.mu.Unlock()
-		close(stopped)
-	}()
+	defer end()
 
 	// Calls get their own context: shutting down stops new attempts at once but lets those in
 	// flight finish for up to o.drain before they are cut short.
@@ -417,17 +393,8 @@ func (o *Outbox) Run(ctx context.Context) error {
 // Close stops Run, waits for it to return and closes the store. Pending actions stay in the
 // store; outcomes not recorded yet get a last try.
 func (o *Outbox) Close() error {
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
+	if !o.life.Close() {
 		return nil
-	}
-	o.closed = true
-	stop, stopped := o.stop, o.stopped
-	o.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-stopped
 	}
 	close(o.stopCheck)
 	<-o.checked

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -148,11 +147,7 @@ type Outbox struct {
 	probeDone chan struct{}
 	probeConn *pgx.Conn // owned by the probe goroutine
 
-	mu      sync.Mutex
-	closed  bool
-	running bool
-	stop    context.CancelFunc // stops the current Run
-	stopped chan struct{}      // closed when the current Run has returned
+	life outbox.Lifecycle
 }
 
 var _ outbox.Outbox = (*Outbox)(nil)
@@ -255,10 +250,7 @@ func (o *Outbox) Put(ctx context.Context, a outbox.Action) (queued bool, err err
 	if err := a.Validate(); err != nil {
 		return false, err
 	}
-	o.mu.Lock()
-	closed := o.closed
-	o.mu.Unlock()
-	if closed {
+	if o.life.Closed() {
 		return false, outbox.ErrClosed
 	}
 	if o.down.Load() {
@@ -320,10 +312,7 @@ func (o *Outbox) Stats(ctx context.Context) (outbox.Stats, error) {
 // outbox.ErrUnreachable otherwise, or is outbox.ErrClosed after Close. It reports what the
 // last operation found and never waits for the database.
 func (o *Outbox) Ready() error {
-	o.mu.Lock()
-	closed := o.closed
-	o.mu.Unlock()
-	if closed {
+	if o.life.Closed() {
 		return outbox.ErrClosed
 	}
 	return o.health.Err()
@@ -338,26 +327,11 @@ func (o *Outbox) Unauthorized() bool { return o.carrier.Unauthorized() }
 // sent again, it is refused as no longer pending. While the schema is not there yet (the
 // database was unreachable at Open) Run waits for it.
 func (o *Outbox) Run(ctx context.Context) error {
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return outbox.ErrClosed
+	ctx, end, err := o.life.Begin(ctx)
+	if err != nil {
+		return err
 	}
-	if o.running {
-		o.mu.Unlock()
-		return errors.New("outbox: already running")
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	stopped := make(chan struct{})
-	o.running, o.stop, o.stopped = true, cancel, stopped
-	o.mu.Unlock()
-	defer func() {
-		cancel()
-		o.mu.Lock()
-		o.running = false
-		o.mu.Unlock()
-		close(stopped)
-	}()
+	defer end()
 
 	select {
 	case <-o.migrated:
@@ -383,7 +357,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 	// timer: the drain bounds a shutdown, it does not schedule actions.
 	o.stopping.Store(true)
 	drain, cancelDrain := context.WithTimeout(context.Background(), o.drain)
-	err := o.client.Stop(drain)
+	err = o.client.Stop(drain)
 	cancelDrain()
 	if err != nil {
 		hard, cancelHard := context.WithTimeout(context.Background(), hardStop)
@@ -419,17 +393,8 @@ func (o *Outbox) start(ctx, work context.Context) bool {
 // Close stops Run, waits for it to return, and releases the database connections. Pending
 // actions stay in the database.
 func (o *Outbox) Close() error {
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
+	if !o.life.Close() {
 		return nil
-	}
-	o.closed = true
-	stop, stopped := o.stop, o.stopped
-	o.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-stopped
 	}
 	o.probeStop()
 	<-o.probeDone

@@ -94,10 +94,7 @@ func (o *Outbox) Supersede(ctx context.Context, s outbox.Supersession) (int, err
 	if err := s.Validate(); err != nil {
 		return 0, err
 	}
-	o.mu.Lock()
-	closed := o.closed
-	o.mu.Unlock()
-	if closed {
+	if o.life.Closed() {
 		return 0, outbox.ErrClosed
 	}
 	match := map[string]string{"reservation_sid": s.ReservationSid}
